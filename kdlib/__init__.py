@@ -1,0 +1,1 @@
+"""kdlib: knowledge distillation and re-parameterization, driven by params.yaml."""

@@ -1,0 +1,31 @@
+"""What every stage script shares: argument parsing, logging, and turning KDError into one line + exit 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kdlib.config import Params, load_params
+from kdlib.errors import KDError
+
+
+def stage_main(description: str, body, takes_name: bool = True) -> None:
+    """Parse `[name] [--params FILE]`, validate params, run `body(params, name)`; exit 2 on a user error."""
+    parser = argparse.ArgumentParser(description=description)
+    if takes_name:
+        parser.add_argument("name", help="the run or dataset name in params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    try:
+        params = load_params(args.params)
+        body(params, args.name if takes_name else None)
+    except KDError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def require(params: Params, section: str, name: str) -> None:
+    table = getattr(params, section)
+    if name not in table:
+        raise KDError(f"'{name}' is not in {section} of the params file (known: {', '.join(table)})")

@@ -1,0 +1,86 @@
+"""Prepared datasets on disk (data/<name>/{train,test}.pt + meta.json) and their loaders."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from kdlib.config import Augment
+from kdlib.data.sources import Prepared, Split
+from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
+from kdlib.errors import KDError
+
+FILES = ("train.pt", "test.pt", "meta.json")
+
+
+def save_prepared(prepared: Prepared, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    train = prepared.train.images.float() / 255
+    meta = {"classes": prepared.classes, "description": prepared.description,
+            "num_train": len(prepared.train.labels), "num_test": len(prepared.test.labels),
+            "image_size": prepared.train.images.shape[-1],
+            # Normalisation statistics come from the training split only.
+            "mean": train.mean(dim=(0, 2, 3)).tolist(), "std": train.std(dim=(0, 2, 3)).tolist()}
+    for name, split in (("train.pt", prepared.train), ("test.pt", prepared.test)):
+        atomic_torch_save({"images": split.images, "labels": split.labels}, folder / name)
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1))
+
+
+@dataclass
+class DatasetFiles:
+    train: Split
+    test: Split
+    meta: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta["classes"])
+
+
+def load_prepared(folder: Path) -> DatasetFiles:
+    missing = [f for f in FILES if not (folder / f).is_file()]
+    if missing:
+        raise KDError(f"{folder}: prepared dataset is missing {', '.join(missing)}; "
+                      f"run the prepare_{folder.name} stage first")
+    splits = []
+    for name in ("train.pt", "test.pt"):
+        try:
+            blob = torch.load(folder / name, weights_only=True)
+            splits.append(Split(blob["images"], blob["labels"]))
+        except Exception as e:  # any unpickling/zip error means the file is damaged
+            raise KDError(f"{folder / name}: cannot be read ({e}); run the prepare_{folder.name} stage again") from None
+    return DatasetFiles(*splits, json.loads((folder / "meta.json").read_text()))
+
+
+class ImageSet(Dataset):
+    """uint8 image tensors -> normalised float tensors, with optional train-time augmentation."""
+
+    def __init__(self, split: Split, meta: dict, augment: Augment | None):
+        self.split = split
+        steps = []
+        if augment is not None:
+            if augment.crop_padding:
+                steps.append(v2.RandomCrop(meta["image_size"], padding=augment.crop_padding))
+            if augment.hflip:
+                steps.append(v2.RandomHorizontalFlip())
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(meta["mean"], meta["std"])]
+        self.transform = v2.Compose(steps)
+
+    def __len__(self):
+        return len(self.split.labels)
+
+    def __getitem__(self, i):
+        return self.transform(self.split.images[i]), self.split.labels[i]
+
+
+def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, generator: torch.Generator) -> DataLoader:
+    return DataLoader(ImageSet(files.train, files.meta, augment), batch_size=batch_size, shuffle=True,
+                      generator=generator, drop_last=False)
+
+
+def test_loader(files: DatasetFiles, batch_size: int) -> DataLoader:
+    return DataLoader(ImageSet(files.test, files.meta, None), batch_size=batch_size, shuffle=False)

@@ -1,0 +1,53 @@
+"""Model checkpoints: what a finished run leaves behind, loaded safely and checked against expectations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdlib.config import Run
+from kdlib.engine.atomic import atomic_torch_save
+from kdlib.errors import KDError
+from kdlib.models import build_model
+
+FORMAT = "kdlib-model-1"
+
+
+def save_model(path: Path, run_name: str, run: Run, model: nn.Module, num_classes: int) -> None:
+    atomic_torch_save({"format": FORMAT, "run": run_name, "model": run.model, "width": run.width,
+                       "num_classes": num_classes, "config": run.model_dump(mode="json"),
+                       "state_dict": model.state_dict()}, path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """torch.load with weights_only=True; any failure becomes one message naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise KDError(f"{path}: checkpoint not found; run the stage that writes it first")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, foreign objects refused by weights_only, ...
+        raise KDError(f"{path}: checkpoint cannot be read, it is truncated or corrupt ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}); delete it and rerun the stage that writes it") from None
+    if not isinstance(blob, dict):
+        raise KDError(f"{path}: not a kdlib checkpoint (holds a {type(blob).__name__})")
+    return blob
+
+
+def load_model(path: Path, expect_model: str | None = None, expect_classes: int | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint was trained as; stop on any mismatch with what the caller needs."""
+    blob = read_checkpoint(path)
+    if blob.get("format") != FORMAT:
+        raise KDError(f"{path}: not a kdlib model checkpoint (format {blob.get('format')!r}, expected {FORMAT!r})")
+    if expect_model is not None and blob["model"] != expect_model:
+        raise KDError(f"{path}: holds a '{blob['model']}' model, but '{expect_model}' is expected")
+    if expect_classes is not None and blob["num_classes"] != expect_classes:
+        raise KDError(f"{path}: was trained for {blob['num_classes']} classes, but the dataset has {expect_classes}")
+    model = build_model(blob["model"], blob["num_classes"], blob["width"])
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:
+        raise KDError(f"{path}: weights do not fit a '{blob['model']}' (width {blob['width']}): "
+                      f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
+    return model, blob

@@ -1,0 +1,53 @@
+"""Optimizers and per-step learning-rate schedules."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from kdlib.config import Optimizer, Schedule
+
+
+def build_optimizer(spec: Optimizer, params) -> torch.optim.Optimizer:
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                               weight_decay=spec.weight_decay, nesterov=spec.nesterov)
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def warmup_cosine(step: int, total: int, warmup: int, floor: float) -> float:
+    """LR multiplier at `step`: linear from 1/warmup up to 1 over `warmup` steps, then cosine to `floor`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_scheduler(spec: Schedule, optimizer: torch.optim.Optimizer, lr: float,
+                    epochs: int, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler stepped once per batch."""
+    total = epochs * steps_per_epoch
+    if spec.name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+    if spec.name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    warmup = round(spec.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, total, warmup, spec.min_lr / lr))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass on one image, by PyTorch's own counter (a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,130 @@
+"""The training loop: seeded epochs, exact resume from last.pt, per-epoch history, a NaN guard."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from kdlib.config import Params, ancestors
+from kdlib.data.prepared import load_prepared, test_loader, train_loader
+from kdlib.distill.distiller import Distiller
+from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
+from kdlib.engine.checkpoint import load_model, read_checkpoint, save_model
+from kdlib.engine.evaluate import evaluate
+from kdlib.engine.optim import build_optimizer, build_scheduler, count_flops, count_parameters
+from kdlib.errors import KDError
+from kdlib.models import build_model
+from kdlib.paths import dataset_dir, run_dir
+
+log = logging.getLogger("kdlib")
+
+
+def fingerprint(params: Params, name: str) -> str:
+    """Hash of everything that determines a run's result; a last.pt with another hash is stale."""
+    run = params.runs[name]
+    chain = [params.runs[n].model_dump(mode="json") for n in [name, *ancestors(params, name)]]
+    blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    # Every epoch draws its shuffling and augmentation from its own seed, so a resumed run
+    # replays exactly the batches an uninterrupted run would have seen.
+    return seed * 1_000_003 + epoch
+
+
+def _resume(last, fp: str) -> dict | None:
+    if not last.is_file():
+        return None
+    state = read_checkpoint(last)
+    if state.get("fingerprint") != fp:
+        log.info("%s was written for other params; starting afresh", last)
+        return None
+    return state
+
+
+def train(name: str, params: Params, device: torch.device) -> dict:
+    run = params.runs[name]
+    out = run_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    files = load_prepared(dataset_dir(run.dataset))
+    torch.manual_seed(run.seed)
+    model = build_model(run.model, files.num_classes, run.width).to(device)
+    teacher = None
+    if run.teacher:
+        teacher, _ = load_model(run_dir(run.teacher) / "model.pt", params.runs[run.teacher].model, files.num_classes)
+    distiller = Distiller(model, teacher, run.distill).to(device)
+    optimizer = build_optimizer(run.optimizer, model.parameters())
+    steps_per_epoch = math.ceil(len(files.train.labels) / run.batch_size)
+    scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch)
+
+    last, fp, history = out / "last.pt", fingerprint(params, name), []
+    state = _resume(last, fp)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        log.info("%s: resuming after epoch %d from %s", name, state["epoch"], last)
+
+    evaluation = test_loader(files, run.batch_size)
+    for epoch in tqdm(range(len(history), run.epochs), initial=len(history), total=run.epochs,
+                      desc=f"{name} epochs", disable=None, leave=False):
+        seed = epoch_seed(run.seed, epoch)
+        torch.manual_seed(seed)
+        loader = train_loader(files, run.augment, run.batch_size, torch.Generator().manual_seed(seed))
+        lr = optimizer.param_groups[0]["lr"]
+        started = time.perf_counter()
+        stats = _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, last)
+        test = evaluate(model, evaluation, device)
+        history.append({"epoch": epoch + 1, "lr": lr, **stats, "test_loss": test["loss"], "test_acc": test["acc"],
+                        "time_s": time.perf_counter() - started})
+        atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": model.state_dict(),
+                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "history": history}, last)
+        atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
+                 run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
+
+    save_model(out / "model.pt", name, run, model, files.num_classes)
+    best = max(history, key=lambda row: row["test_acc"])
+    final = history[-1]
+    metrics = {"run": name, "model": run.model, "width": run.width, "dataset": run.dataset, "teacher": run.teacher,
+               "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
+               "flops": count_flops(model, files.train.images.shape[1:]),
+               "final": {"epoch": final["epoch"], "test_acc": final["test_acc"], "test_loss": final["test_loss"],
+                         "train_loss": final["train_loss"]},
+               "best": {"epoch": best["epoch"], "test_acc": best["test_acc"]}}
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    last.unlink()
+    return metrics
+
+
+def _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, last) -> dict:
+    distiller.train()
+    sums, correct, seen = {}, 0, 0
+    for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None, leave=False)):
+        x, y = x.to(device), y.to(device)
+        logits, losses = distiller.forward_train(x, y)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise KDError(f"run {name}: loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; stopped. "
+                          f"The last good checkpoint is kept ({last if last.is_file() else 'none yet: failed in the first epoch'}); "
+                          "lower the learning rate or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        n = len(y)
+        seen += n
+        correct += (logits.argmax(1) == y).sum().item()
+        for key, value in {"loss": loss, **losses}.items():
+            sums[key] = sums.get(key, 0.0) + value.item() * n
+    return {"train_loss": sums.pop("loss") / seen, "train_acc": 100.0 * correct / seen,
+            **{f"train_{k}": v / seen for k, v in sums.items()}}

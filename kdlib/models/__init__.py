@@ -1,0 +1,29 @@
+"""Model registry. Importing it is cheap (no torch): config validation and the DAG use the names."""
+import importlib
+
+from kdlib.errors import KDError
+
+# name -> "module:constructor"; every constructor takes (num_classes, width=1.0).
+MODELS = {
+    "lenet5bn": "kdlib.models.lenet:lenet5bn",
+    "lenet5bn_deep": "kdlib.models.lenet:lenet5bn_deep",
+    "cifar_quick": "kdlib.models.cifar_quick:cifar_quick",
+    "cifar_quick_deep": "kdlib.models.cifar_quick:cifar_quick_deep",
+    "vgg16": "kdlib.models.vgg:vgg16",
+    "vgg_shallow": "kdlib.models.vgg:vgg_shallow",
+    "resnet20": "kdlib.models.resnet:resnet20",
+    "resnet56": "kdlib.models.resnet:resnet56",
+    "resnet8x4": "kdlib.models.resnet:resnet8x4",
+    "resnet32x4": "kdlib.models.resnet:resnet32x4",
+    "wrn_16_2": "kdlib.models.wrn:wrn_16_2",
+    "wrn_40_2": "kdlib.models.wrn:wrn_40_2",
+    "mobilenetv2": "kdlib.models.mobilenetv2:mobilenetv2",
+}
+
+
+def build_model(name: str, num_classes: int, width: float = 1.0):
+    """Construct a registry model by name."""
+    if name not in MODELS:
+        raise KDError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
+    module, function = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), function)(num_classes=num_classes, width=width)

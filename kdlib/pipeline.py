@@ -1,0 +1,187 @@
+"""params.yaml -> the list of stages: the one source of truth for both Snakemake and DVC.
+
+The Snakefile builds one rule per stage from `stages()`; `python -m kdlib.pipeline dvc` writes
+dvc.yaml from the same list (committed; a test fails when it is stale). Each stage lists its
+script and the kdlib modules that script imports as dependencies, and mirrors the params keys
+of its run and of every run upstream of it, so an edit re-runs exactly what it affects.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from kdlib.config import Params, ancestors, load_params
+from kdlib.errors import KDError
+from kdlib.paths import dataset_dir, run_dir
+
+DEFAULT_PARAMS = "params.yaml"
+LAZY_IMPORT = re.compile(r"^kdlib(\.\w+)+:\w+$")
+REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables/teacher_student.md",
+                  "results/figures/test_accuracy.png")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    script: str
+    arg: str | None
+    deps: list[str]
+    outs: list[str] = field(default_factory=list)  # cached by DVC
+    metrics: list[str] = field(default_factory=list)  # small JSON, kept in git, not cached
+    plots: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)  # tables and figures, kept in git
+    params: list[str] = field(default_factory=list)  # params-file keys the stage depends on
+    values: str = ""  # the resolved values of those keys, for Snakemake's params trigger
+    gpu: bool = False
+
+    def cmd(self, params_file: str) -> str:
+        extra = "" if params_file == DEFAULT_PARAMS else f" --params {params_file}"
+        return f"python {self.script}{' ' + self.arg if self.arg else ''}{extra}"
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.outs + self.metrics + self.plots + self.reports
+
+
+def code_deps(script: str, root: Path = Path(".")) -> list[str]:
+    """The script plus every kdlib source file it imports, directly or through other kdlib modules."""
+    seen: set[str] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo += _kdlib_imports(path, root)
+    return sorted(seen)
+
+
+@cache
+def _kdlib_imports(path: str, root: Path) -> list[str]:
+    tree = ast.parse((root / path).read_text(), filename=path)
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_IMPORT.match(node.value):
+            names = [node.value.split(":")[0]]  # the model registry's "module:constructor" entries
+        for name in names:
+            if name == "kdlib" or name.startswith("kdlib."):
+                found += _module_files(name, root)
+    return found
+
+
+def _module_files(module: str, root: Path) -> list[str]:
+    """Files for `a.b.c`: every package __init__ on the way, and the module itself if it is a file."""
+    parts, files = module.split("."), []
+    for i in range(1, len(parts) + 1):
+        base = "/".join(parts[:i])
+        for candidate in (f"{base}/__init__.py", f"{base}.py"):
+            if (root / candidate).is_file():
+                files.append(candidate)
+    return files
+
+
+def _values(params: Params, keys: list[str]) -> str:
+    dumped = params.model_dump(mode="json")
+    picked = {}
+    for key in keys:
+        node = dumped
+        for part in key.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        picked[key] = node
+    return json.dumps(picked, sort_keys=True)
+
+
+def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
+    params = params or load_params(params_file)
+    raw_keys = set(yaml.safe_load(Path(params_file).read_text()))
+    shared = [k for k in ("defaults",) if k in raw_keys]  # `defaults` feeds every run
+    out: list[Stage] = []
+    for ds in params.datasets:
+        if not any(r.dataset == ds for r in params.runs.values()):
+            continue  # prepare only what some run uses
+        keys = [f"datasets.{ds}"]
+        out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds, code_deps("stages/prepare.py"),
+                         outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
+                         params=keys, values=_values(params, keys)))
+    for name, run in params.runs.items():
+        data = dataset_dir(run.dataset)
+        keys = [f"datasets.{run.dataset}", *shared, *(f"runs.{n}" for n in [name, *ancestors(params, name)])]
+        folder = run_dir(name)
+        teacher = [str(run_dir(run.teacher) / "model.pt")] if run.teacher else []
+        out.append(Stage(f"train_{name}", "stages/train.py", name,
+                         code_deps("stages/train.py") + [str(data / f) for f in ("train.pt", "test.pt", "meta.json")] + teacher,
+                         outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
+                         plots=[str(folder / "history.csv")], params=keys, values=_values(params, keys), gpu=True))
+        out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
+                         code_deps("stages/evaluate.py") + [str(data / "test.pt"), str(data / "meta.json"),
+                                                            str(folder / "model.pt")],
+                         metrics=[str(folder / "eval.json")], params=keys, values=_values(params, keys)))
+    keys = ["profile", "datasets", *shared, "runs"]
+    results = [str(run_dir(n) / f) for n in params.runs for f in ("metrics.json", "history.csv", "eval.json")]
+    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + results,
+                     reports=list(REPORT_OUTPUTS), params=keys, values=_values(params, keys)))
+    return out
+
+
+def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
+    def entry(stage: Stage) -> dict:
+        d = {"cmd": stage.cmd(params_file), "deps": stage.deps}
+        d["params"] = stage.params if params_file == DEFAULT_PARAMS else [{params_file: stage.params}]
+        for kind in ("outs", "metrics", "plots"):
+            paths = getattr(stage, kind)
+            if paths:
+                d[kind] = paths if kind == "outs" else [{p: {"cache": False}} for p in paths]
+        if stage.reports:
+            d.setdefault("outs", []).extend({p: {"cache": False}} for p in stage.reports)
+        return d
+
+    return {"stages": {s.name: entry(s) for s in stages(params_file)}}
+
+
+def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
+    header = ("# Generated from params.yaml by `python -m kdlib.pipeline dvc`; do not edit.\n"
+              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py).\n")
+    return header + yaml.safe_dump(dvc_yaml(params_file), sort_keys=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdlib.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["dvc", "list"], help="dvc: write dvc.yaml; list: print the stages")
+    parser.add_argument("--params", default=DEFAULT_PARAMS)
+    parser.add_argument("--check", action="store_true", help="with dvc: fail if dvc.yaml is not up to date")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for s in stages(args.params):
+                print(f"{s.name:32s} {s.cmd(args.params)}")
+            return 0
+        text = render_dvc_yaml(args.params)
+    except KDError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    target = Path("dvc.yaml")
+    if args.check:
+        if not target.is_file() or target.read_text() != text:
+            print("error: dvc.yaml is stale; run `python -m kdlib.pipeline dvc`", file=sys.stderr)
+            return 1
+        return 0
+    target.write_text(text)
+    print(f"wrote dvc.yaml ({len(text.splitlines())} lines) from {args.params}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Build one dataset from its source into data/<name>/ (train.pt, test.pt, meta.json)."""
+from kdlib.cli import require, stage_main
+from kdlib.data.prepared import save_prepared
+from kdlib.data.sources import build
+from kdlib.paths import dataset_dir
+
+
+def main(params, name):
+    require(params, "datasets", name)
+    prepared = build(params.datasets[name])
+    save_prepared(prepared, dataset_dir(name))
+    print(f"{name}: {len(prepared.train.labels)} train / {len(prepared.test.labels)} test images, "
+          f"{len(prepared.classes)} classes -> {dataset_dir(name)}")
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, main)

@@ -1,0 +1,12 @@
+"""Compile every run's metrics into results/tables/*.md, results/figures/*.png and results/report.md."""
+from kdlib.cli import stage_main
+from kdlib.report.tables import write_report
+
+
+def main(params, _):
+    write_report(params)
+    print("wrote results/report.md")
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, main, takes_name=False)

@@ -1,0 +1,41 @@
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+BIN = Path(sys.executable).parent  # the venv's snakemake and dvc
+
+
+@pytest.fixture
+def tiny_raw() -> dict:
+    return copy.deepcopy(yaml.safe_load(TINY.read_text()))
+
+
+def make_workspace(path: Path, params: Path = TINY) -> Path:
+    """A fresh project copy (code, Snakefile, the given profile as params.yaml) with git and DVC initialised."""
+    for item in ("kdlib", "stages", "Snakefile", "profiles", "configs", ".dvcignore"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, path / item)
+    shutil.copy(params, path / "params.yaml")
+    (path / ".gitignore").write_text("last.pt\n.snakemake/\n")
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"],
+                [str(BIN / "dvc"), "config", "core.analytics", "false"],
+                [sys.executable, "-m", "kdlib.pipeline", "dvc"]):
+        subprocess.run(cmd, cwd=path, check=True, capture_output=True)
+    return path
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(cwd), "HOME": str(cwd), "KDLIB_DEVICE": "cpu",
+           "OMP_NUM_THREADS": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out

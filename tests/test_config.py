@@ -1,0 +1,95 @@
+"""Every bad params file stops with one message naming the offending key."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from kdlib.config import load_params, validate
+from kdlib.errors import KDError
+from tests.conftest import REPO, TINY
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(KDError) as info:
+        validate(raw)
+    return str(info.value)
+
+
+def test_profiles_validate():
+    for path in [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]:
+        params = load_params(path)
+        assert params.runs, path
+
+
+def test_defaults_merge_into_runs():
+    params = load_params(TINY)
+    assert params.runs["student"].optimizer.lr == 0.05
+    assert params.runs["teacher"].epochs == 3 and params.runs["student"].epochs == 2
+    assert params.runs["student_kd"].distill.alpha == 0.7
+
+
+BAD = [
+    (lambda r: r["runs"]["student"].update(model="lenet5b"),
+     "runs.student.model: unknown model 'lenet5b' (did you mean 'lenet5bn'?)"),
+    (lambda r: r["runs"]["student"].update(dataset="cifar"), "runs.student.dataset: unknown dataset 'cifar'"),
+    (lambda r: r["runs"]["student_kd"].update(teacher="techer"),
+     "runs.student_kd.teacher: 'techer' names no run (did you mean 'teacher'?)"),
+    (lambda r: r["runs"]["teacher"].update(teacher="student_kd"),
+     "runs.teacher.teacher: teacher chain has a cycle: teacher -> student_kd -> teacher"),
+    (lambda r: r["runs"]["teacher"].update(teacher="teacher"), "teacher chain has a cycle: teacher -> teacher"),
+    (lambda r: r["runs"]["student"].update(epochs=0), "runs.student.epochs: must be a positive number of epochs (got 0)"),
+    (lambda r: r["runs"]["student"].update(epochs=-3), "runs.student.epochs: must be a positive number of epochs (got -3)"),
+    (lambda r: r["defaults"].update(epochs=0), "defaults.epochs: must be a positive number of epochs (got 0)"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(alpha=1.5),
+     "runs.student_kd.distill.alpha: must be between 0 and 1 (got 1.5)"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(alpha=-0.1),
+     "runs.student_kd.distill.alpha: must be between 0 and 1 (got -0.1)"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(temperature=0),
+     "runs.student_kd.distill.temperature: must be greater than 0 (got 0"),
+    (lambda r: r["runs"]["student"].update(epoch=3), "runs.student.epoch: unknown key (did you mean 'epochs'?)"),
+    (lambda r: r["defaults"]["optimizer"].update(lrr=0.1), "defaults.optimizer.lrr: unknown key (did you mean 'lr'?)"),
+    (lambda r: r.update(run={}), "run: unknown key (did you mean 'runs'?)"),
+    (lambda r: r["runs"]["teacher"]["optimizer"].update(lr=-0.1) if "optimizer" in r["runs"]["teacher"]
+     else r["runs"]["teacher"].update(optimizer={"lr": -0.1}),
+     "runs.teacher.optimizer.lr: Input should be greater than 0"),
+    (lambda r: r["runs"]["teacher"].update(optimizer={"name": "adam"}),
+     "runs.teacher.optimizer.name: Input should be 'sgd' or 'adamw'"),
+    (lambda r: r["runs"].update({"my-run": {"model": "lenet5bn"}}),
+     "runs.my-run: run names must start with a letter and use only letters, digits and _"),
+    (lambda r: r["runs"]["student"].update(distill={"alpha": 0.5}),
+     "runs.student: 'distill' is set but 'teacher' is not"),
+    (lambda r: r["datasets"].update(other={"source": "digits"}) or r["runs"]["teacher"].update(dataset="other"),
+     "runs.student_kd.teacher: 'teacher' trains on 'other', but 'student_kd' on 'digits'"),
+    (lambda r: r["datasets"].update(folder={"source": "imagefolder"}),
+     "datasets.folder: source 'imagefolder' needs 'path'"),
+    (lambda r: r["datasets"]["digits"].update(source="mnist"), "datasets.digits.source: Input should be"),
+]
+
+
+@pytest.mark.parametrize("mutate,message", BAD, ids=[m for _, m in BAD])
+def test_bad_config_names_the_key(tiny_raw, mutate, message):
+    mutate(tiny_raw)
+    assert message in error_of(tiny_raw)
+
+
+def test_duplicate_run_names_are_rejected(tmp_path):
+    text = TINY.read_text().replace("  student_kd:\n", "  student:\n")
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(KDError, match=r"duplicate key 'student' at line \d+"):
+        load_params(path)
+
+
+def test_stage_exits_with_one_line_and_writes_nothing(tmp_path, tiny_raw):
+    tiny_raw["runs"]["student"]["model"] = "resnet21"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(tiny_raw))
+    out = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "student", "--params", str(bad)],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: {bad}: runs.student.model: unknown model 'resnet21' (did you mean 'resnet20'?) "
+        f"(known: lenet5bn, lenet5bn_deep, cifar_quick, cifar_quick_deep, vgg16, vgg_shallow, resnet20, resnet56, "
+        f"resnet8x4, resnet32x4, wrn_16_2, wrn_40_2, mobilenetv2)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,0 +1,47 @@
+"""The registry: every model builds, runs, exposes stages/head/features, and has the published size."""
+import pytest
+import torch
+
+from kdlib.models import MODELS, build_model
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_stages_head_and_features(name):
+    model = build_model(name, num_classes=7).eval()
+    x = torch.randn(2, 3, 32, 32)
+    logits, features = model.forward_features(x)
+    assert logits.shape == (2, 7)
+    assert torch.equal(logits, model(x))
+    assert len(features) == len(model.stages) >= 2
+    assert [tuple(f.shape[1:]) for f in features] == model.stage_shapes()
+    assert torch.equal(model.head(features[-1]), logits)
+
+
+# Parameter counts (100 classes) as published for the CIFAR versions of these networks.
+PUBLISHED = {"resnet20": 0.28e6, "resnet56": 0.86e6, "resnet8x4": 1.23e6, "resnet32x4": 7.43e6,
+             "wrn_16_2": 0.70e6, "wrn_40_2": 2.26e6, "vgg16": 14.8e6}
+
+
+@pytest.mark.parametrize("name,count", PUBLISHED.items())
+def test_parameter_counts_match_published(name, count):
+    params = sum(p.numel() for p in build_model(name, 100).parameters())
+    assert params == pytest.approx(count, rel=0.02)
+
+
+def _convs(model):
+    return sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("base", ["lenet5bn", "cifar_quick"])
+def test_deep_variants_double_the_conv_layers(base):
+    assert _convs(build_model(f"{base}_deep", 10)) == 2 * _convs(build_model(base, 10))
+
+
+def test_vgg_depths():
+    assert _convs(build_model("vgg16", 10)) == 13 and _convs(build_model("vgg_shallow", 10)) == 5
+
+
+def test_width_multiplier_scales_channels():
+    narrow, full = build_model("mobilenetv2", 10, width=0.5), build_model("mobilenetv2", 10)
+    assert narrow.stage_shapes()[1][0] == 16 and full.stage_shapes()[1][0] == 32
+    assert build_model("resnet20", 10, width=2).stage_shapes()[-1] == (128, 8, 8)

@@ -1,0 +1,60 @@
+"""One DAG, two tools: dvc.yaml is generated from kdlib.pipeline and both tools see the same graph."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from kdlib.pipeline import code_deps, render_dvc_yaml, stages
+from tests.conftest import BIN, REPO, make_workspace, run
+
+
+def test_committed_dvc_yaml_is_up_to_date():
+    out = subprocess.run([sys.executable, "-m", "kdlib.pipeline", "dvc", "--check"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_code_deps_follow_imports_transitively():
+    deps = code_deps("stages/train.py", REPO)
+    assert "kdlib/engine/trainer.py" in deps and "kdlib/distill/losses.py" in deps  # via trainer -> distiller
+    assert "kdlib/models/resnet.py" in deps  # via the registry's lazy "module:constructor" entries
+    assert "kdlib/report/tables.py" not in deps
+
+
+def test_stage_params_name_the_run_and_its_teachers():
+    by_name = {s.name: s for s in stages(str(REPO / "configs/tiny.yaml"))}
+    assert by_name["train_student_kd"].params == ["datasets.digits", "defaults", "runs.student_kd", "runs.teacher"]
+    assert by_name["train_student"].params == ["datasets.digits", "defaults", "runs.student"]
+    assert by_name["train_student_kd"].gpu and not by_name["evaluate_student_kd"].gpu
+    assert "results/runs/teacher/model.pt" in by_name["train_student_kd"].deps
+
+
+def snakemake_graph(ws):
+    dot = run([str(BIN / "snakemake"), "--rulegraph"], ws).stdout
+    names = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M))
+    edges = {(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
+    return set(names.values()) - {"all"}, {e for e in edges if "all" not in e}
+
+
+def dvc_graph(ws):
+    dot = run([str(BIN / "dvc"), "dag", "--dot"], ws).stdout
+    return set(re.findall(r'^"([^"]+)";', dot, re.M)), set(re.findall(r'^"([^"]+)" -> "([^"]+)";', dot, re.M))
+
+
+@pytest.mark.parametrize("profile", ["configs/tiny.yaml", "params.yaml", "configs/cifar10_seed000.yaml"])
+def test_snakemake_and_dvc_build_the_same_dag(tmp_path, profile):
+    ws = make_workspace(tmp_path, REPO / profile)
+    snake_nodes, snake_edges = snakemake_graph(ws)
+    dvc_nodes, dvc_edges = dvc_graph(ws)
+    assert snake_nodes == dvc_nodes == {s.name for s in stages(str(ws / "params.yaml"))}
+    assert snake_edges == dvc_edges
+    assert len(snake_edges) >= len(snake_nodes) - 1
+
+
+@pytest.mark.parametrize("profile", ["configs/cifar10_seed000.yaml", "configs/cifar100.yaml"])
+def test_paper_profiles_dry_run(profile):
+    out = run([str(BIN / "snakemake"), "-n", "--config", f"params={profile}"], REPO)
+    assert re.search(r"^total\s+\d+", out.stdout, re.M), out.stdout[-500:]
+    text = render_dvc_yaml(str(REPO / profile))
+    assert f"--params {REPO / profile}" in text

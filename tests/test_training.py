@@ -1,0 +1,120 @@
+"""Determinism, exact resume after SIGKILL, and the NaN guard, on the tiny digits profile."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from kdlib.config import load_params
+from kdlib.distill.distiller import Distiller
+from kdlib.engine.trainer import train
+from kdlib.errors import KDError
+from tests.conftest import make_workspace
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("train"))
+    subprocess.run([sys.executable, "stages/prepare.py", "digits"], cwd=ws, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ws)})
+    return ws
+
+
+def clone(prepared, tmp_path, edit=None):
+    """A workspace sharing the prepared data, with an optional edit of its params."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data").symlink_to(prepared / "data")
+    raw = yaml.safe_load((prepared / "params.yaml").read_text())
+    if edit:
+        edit(raw)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    for item in ("stages", "kdlib"):
+        (tmp_path / item).symlink_to(prepared / item)
+    return tmp_path
+
+
+def outcome(ws, run):
+    folder = ws / "results" / "runs" / run
+    history = pd.read_csv(folder / "history.csv").drop(columns="time_s")
+    weights = torch.load(folder / "model.pt", weights_only=True)["state_dict"]
+    return json.loads((folder / "metrics.json").read_text()), history, weights
+
+
+def same(a, b):
+    (ma, ha, wa), (mb, hb, wb) = a, b
+    assert ma == mb
+    pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_same_seed_gives_identical_metrics(prepared, tmp_path, monkeypatch):
+    results = []
+    for i in range(2):
+        ws = clone(prepared, tmp_path / str(i))
+        monkeypatch.chdir(ws)
+        train("student", load_params("params.yaml"), CPU)
+        results.append(outcome(ws, "student"))
+    same(*results)
+    assert results[0][0]["final"]["test_acc"] > 50  # it learned something (10 classes)
+
+
+def test_kill_and_resume_matches_uninterrupted_run(prepared, tmp_path):
+    longer = lambda raw: raw["runs"]["teacher"].update(epochs=5)  # noqa: E731
+    reference, killed = (clone(prepared, tmp_path / d, longer) for d in ("reference", "killed"))
+    env = {**os.environ, "PYTHONPATH": str(prepared), "KDLIB_DEVICE": "cpu"}
+    cmd = [sys.executable, "stages/train.py", "teacher"]
+    subprocess.run(cmd, cwd=reference, env=env, check=True, capture_output=True)
+
+    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "results/runs/teacher/last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-way through epoch 2
+    proc.wait()
+    assert last.exists() and not (killed / "results/runs/teacher/model.pt").exists()
+    assert torch.load(last, weights_only=True)["epoch"] < 5
+
+    resumed = subprocess.run(cmd, cwd=killed, env=env, check=True, capture_output=True, text=True)
+    assert "resuming after epoch" in resumed.stdout
+    same(outcome(reference, "teacher"), outcome(killed, "teacher"))
+    assert not last.exists()
+
+
+def test_stale_resume_checkpoint_is_ignored(prepared, tmp_path, monkeypatch):
+    ws = clone(prepared, tmp_path)
+    monkeypatch.chdir(ws)
+    last = ws / "results/runs/student/last.pt"
+    last.parent.mkdir(parents=True)
+    torch.save({"epoch": 1, "fingerprint": "params that changed since", "history": []}, last)
+    train("student", load_params("params.yaml"), CPU)
+    assert len(pd.read_csv(last.parent / "history.csv")) == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(prepared, tmp_path, monkeypatch):
+    ws = clone(prepared, tmp_path)
+    monkeypatch.chdir(ws)
+    original, calls = Distiller.forward_train, []
+    batches_per_epoch = -(-1438 // 64)
+
+    def poisoned(self, x, y):
+        logits, losses = original(self, x, y)
+        calls.append(1)
+        if len(calls) == batches_per_epoch + 3:  # epoch 2, batch 3
+            losses["ce"] = losses["ce"] * float("nan")
+        return logits, losses
+
+    monkeypatch.setattr(Distiller, "forward_train", poisoned)
+    with pytest.raises(KDError, match=r"run student: loss is nan at epoch 2, batch 3; stopped. The last good "
+                                      r"checkpoint is kept \(results/runs/student/last.pt\)"):
+        train("student", load_params("params.yaml"), CPU)
+    assert torch.load(ws / "results/runs/student/last.pt", weights_only=True)["epoch"] == 1
+    assert not (ws / "results/runs/student/model.pt").exists()
