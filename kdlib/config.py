@@ -60,29 +60,15 @@ class Augment(Strict):
 
 class Distill(Strict):
     method: Literal["logits"] = "logits"
-    alpha: float = 0.9  # weight of the KD term; 1 - alpha weighs cross-entropy
-    temperature: float = 4.0
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_range(cls, v):
-        if not 0 <= v <= 1:
-            raise ValueError(f"must be between 0 and 1 (got {v})")
-        return v
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature_positive(cls, v):
-        if v <= 0:
-            raise ValueError(f"must be greater than 0 (got {v})")
-        return v
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.9  # weight of the KD term; 1 - alpha weighs cross-entropy
+    temperature: Annotated[float, Field(gt=0)] = 4.0
 
 
 class Run(Strict):
     model: str
     dataset: str
     width: Annotated[float, Field(gt=0)] = 1.0
-    epochs: int
+    epochs: Annotated[int, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 128
     seed: int = 0
     optimizer: Optimizer = Optimizer()
@@ -96,13 +82,6 @@ class Run(Strict):
     def _known_model(cls, v):
         if v not in MODELS:
             raise ValueError(f"unknown model '{v}'{_suggest(v, MODELS)} (known: {', '.join(MODELS)})")
-        return v
-
-    @field_validator("epochs")
-    @classmethod
-    def _positive_epochs(cls, v):
-        if v <= 0:
-            raise ValueError(f"must be a positive number of epochs (got {v})")
         return v
 
     @model_validator(mode="after")
