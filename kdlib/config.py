@@ -46,6 +46,12 @@ class Optimizer(Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 5e-4
     nesterov: bool = False
 
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("'nesterov: true' needs a momentum above 0")
+        return self
+
 
 class Schedule(Strict):
     name: Literal["cosine", "onecycle", "constant"] = "cosine"
@@ -83,6 +89,12 @@ class Run(Strict):
         if v not in MODELS:
             raise ValueError(f"unknown model '{v}'{_suggest(v, MODELS)} (known: {', '.join(MODELS)})")
         return v
+
+    @model_validator(mode="after")
+    def _floor_below_peak(self):
+        if self.schedule.min_lr > self.optimizer.lr:
+            raise ValueError(f"schedule.min_lr ({self.schedule.min_lr}) is above optimizer.lr ({self.optimizer.lr})")
+        return self
 
     @model_validator(mode="after")
     def _distill_needs_teacher(self):
@@ -133,10 +145,14 @@ def _describe(err: dict, raw_run: dict | None, run_name: str | None) -> str:
     """Turn one pydantic error into 'key.path: message', naming `defaults` when the key came from there."""
     loc = [str(p) for p in err["loc"]]
     if run_name is not None:
-        node = raw_run
+        node, in_run = raw_run, True
         for part in loc:
-            node = node.get(part) if isinstance(node, dict) else None
-        prefix = ["runs", run_name] if node is not None or err["type"] == "missing" else ["defaults"]
+            in_run = isinstance(node, dict) and part in node
+            if not in_run:
+                break
+            node = node[part]
+        # Keys the run itself does not give came from `defaults` (or are missing altogether).
+        prefix = ["runs", run_name] if in_run or err["type"] == "missing" else ["defaults"]
         loc = prefix + loc
     if err["type"] == "extra_forbidden":
         return f"{'.'.join(loc)}: unknown key{_suggest(loc[-1], _ALL_KEYS)}"
@@ -164,10 +180,19 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
     raw = dict(raw)
     defaults = raw.pop("defaults", None) or {}
     raw_runs = raw.get("runs") or {}
+    shapes = [(key, value) for key, value in (("defaults", defaults), ("runs", raw_runs),
+                                              ("datasets", raw.get("datasets") or {}))
+              if not isinstance(value, dict)]
+    shapes += [(f"runs.{n}", r) for n, r in (raw_runs.items() if isinstance(raw_runs, dict) else ())
+               if r is not None and not isinstance(r, dict)]
+    if shapes:
+        raise KDError(f"{source}: " + "; ".join(f"{k}: must be a mapping of keys, not {type(v).__name__}"
+                                                 for k, v in shapes))
     problems = []
-    for name in raw_runs:
-        if not RUN_NAME.match(str(name)):
-            problems.append(f"runs.{name}: run names must start with a letter and use only letters, digits and _")
+    for section in ("runs", "datasets"):
+        for name in raw.get(section) or {}:
+            if not RUN_NAME.match(str(name)):
+                problems.append(f"{section}.{name}: names must start with a letter and use only letters, digits and _")
     runs = {}
     for name, run in raw_runs.items():
         merged = _merge(defaults, run or {})

@@ -104,21 +104,44 @@ def _values(params: Params, keys: list[str]) -> str:
     return json.dumps(picked, sort_keys=True)
 
 
+def _leaves(tree: dict, prefix: tuple = ()) -> list[tuple]:
+    out = []
+    for key, value in tree.items():
+        out += _leaves(value, prefix + (key,)) if isinstance(value, dict) and value else [prefix + (key,)]
+    return out
+
+
+def _inherited(defaults: dict, run: dict) -> list[str]:
+    """The `defaults.<key>` params a run takes unchanged: editing any other default cannot affect it."""
+    keys = []
+    for path in _leaves(defaults):
+        node = run
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                keys.append(".".join(("defaults",) + path))
+                break
+            node = node[part]
+    return keys
+
+
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
     params = params or load_params(params_file)
-    raw_keys = set(yaml.safe_load(Path(params_file).read_text()))
-    shared = [k for k in ("defaults",) if k in raw_keys]  # `defaults` feeds every run
+    raw = yaml.safe_load(Path(params_file).read_text())
+    defaults = raw.get("defaults") or {}
     out: list[Stage] = []
     for ds in params.datasets:
         if not any(r.dataset == ds for r in params.runs.values()):
             continue  # prepare only what some run uses
         keys = [f"datasets.{ds}"]
-        out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds, code_deps("stages/prepare.py"),
+        source = [params.datasets[ds].path] if params.datasets[ds].source == "imagefolder" else []
+        out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds, code_deps("stages/prepare.py") + source,
                          outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
                          params=keys, values=_values(params, keys)))
     for name, run in params.runs.items():
         data = dataset_dir(run.dataset)
-        keys = [f"datasets.{run.dataset}", *shared, *(f"runs.{n}" for n in [name, *ancestors(params, name)])]
+        chain = [name, *ancestors(params, name)]
+        inherited = sorted({k for n in chain for k in _inherited(defaults, raw["runs"][n] or {})})
+        keys = [f"datasets.{run.dataset}", *inherited, *(f"runs.{n}" for n in chain)]
         folder = run_dir(name)
         teacher = [str(run_dir(run.teacher) / "model.pt")] if run.teacher else []
         out.append(Stage(f"train_{name}", "stages/train.py", name,
@@ -129,9 +152,10 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                          code_deps("stages/evaluate.py") + [str(data / "test.pt"), str(data / "meta.json"),
                                                             str(folder / "model.pt")],
                          metrics=[str(folder / "eval.json")], params=keys, values=_values(params, keys)))
-    keys = ["profile", "datasets", *shared, "runs"]
+    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs") if k in raw]
     results = [str(run_dir(n) / f) for n in params.runs for f in ("metrics.json", "history.csv", "eval.json")]
-    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + results,
+    metas = [str(dataset_dir(ds) / "meta.json") for ds in sorted({r.dataset for r in params.runs.values()})]
+    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + metas + results,
                      reports=list(REPORT_OUTPUTS), params=keys, values=_values(params, keys)))
     return out
 

@@ -83,3 +83,18 @@ def test_evaluate_stage_reports_corrupt_checkpoint(tmp_path):
     assert out.stderr.startswith("error: results/runs/student/model.pt: checkpoint cannot be read")
     assert target.read_bytes() == b"not a checkpoint"  # nothing overwritten
     assert not (ws / "results/runs/student/eval.json").exists()
+
+
+def test_incomplete_checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"format": "kdlib-model-1", "model": "resnet20"}, path)
+    with pytest.raises(KDError, match=f"{path}: incomplete kdlib checkpoint \\(missing or malformed: width, num_classes, state_dict\\)"):
+        load_model(path)
+
+
+def test_unknown_model_in_checkpoint_names_the_file(ckpt):
+    blob = torch.load(ckpt, weights_only=True)
+    blob["model"] = "resnet21"
+    torch.save(blob, ckpt)
+    with pytest.raises(KDError, match=f"{ckpt}: unknown model 'resnet21'"):
+        load_model(ckpt)

@@ -59,20 +59,32 @@ def test_both_tools_agree_nothing_is_left_to_do(finished):
     assert "Data and pipelines are up to date" in run([DVC, "status"], finished).stdout
 
 
-def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
-    params = finished / "params.yaml"
+def edited(ws, edit):
+    """What each tool would re-run after `edit` to params.yaml (restored afterwards)."""
+    params = ws / "params.yaml"
     original = params.read_text()
     raw = yaml.safe_load(original)
-    raw["runs"]["teacher"]["optimizer"] = {"lr": 0.02}
+    edit(raw)
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
-        snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], finished).stdout, re.M)) - {"all"}
-        dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], finished).stdout, re.M))
+        snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}
+        dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
         # A single run by name, with either tool.
-        single = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n", "train_teacher"], finished).stdout, re.M))
-        dvc_single = run([DVC, "status", "train_teacher"], finished).stdout
+        single = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n", "train_teacher"], ws).stdout, re.M))
+        dvc_single = run([DVC, "status", "train_teacher"], ws).stdout
     finally:
         params.write_text(original)
+    return snake, dvc, single, dvc_single
+
+
+def test_default_edit_spares_runs_that_override_it(finished):
+    snake, dvc, _, _ = edited(finished, lambda raw: raw["defaults"].update(epochs=1))
+    expected = {"train_student", "evaluate_student", "train_student_kd", "evaluate_student_kd", "tables"}
+    assert snake == expected and dvc == expected  # the teacher sets its own epochs
+
+
+def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
+    snake, dvc, single, dvc_single = edited(finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}))
     expected = {"train_teacher", "evaluate_teacher", "train_student_kd", "evaluate_student_kd", "tables"}
     assert snake == expected and dvc == expected
     assert single == {"train_teacher"}

@@ -24,8 +24,14 @@ def test_code_deps_follow_imports_transitively():
 
 def test_stage_params_name_the_run_and_its_teachers():
     by_name = {s.name: s for s in stages(str(REPO / "configs/tiny.yaml"))}
-    assert by_name["train_student_kd"].params == ["datasets.digits", "defaults", "runs.student_kd", "runs.teacher"]
-    assert by_name["train_student"].params == ["datasets.digits", "defaults", "runs.student"]
+    inherited = ["defaults.augment.crop_padding", "defaults.augment.hflip", "defaults.batch_size", "defaults.dataset",
+                 "defaults.epochs", "defaults.optimizer.lr", "defaults.optimizer.momentum", "defaults.optimizer.name",
+                 "defaults.optimizer.weight_decay", "defaults.schedule.name", "defaults.seed"]
+    assert by_name["train_student_kd"].params == ["datasets.digits", *inherited, "runs.student_kd", "runs.teacher"]
+    assert by_name["train_student"].params == ["datasets.digits", *inherited, "runs.student"]
+    # The teacher sets its own epochs, so editing defaults.epochs does not re-run it.
+    assert by_name["train_teacher"].params == ["datasets.digits", *(k for k in inherited if k != "defaults.epochs"),
+                                               "runs.teacher"]
     assert by_name["train_student_kd"].gpu and not by_name["evaluate_student_kd"].gpu
     assert "results/runs/teacher/model.pt" in by_name["train_student_kd"].deps
 

@@ -118,3 +118,28 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(prepared, tmp_path, monke
         train("student", load_params("params.yaml"), CPU)
     assert torch.load(ws / "results/runs/student/last.pt", weights_only=True)["epoch"] == 1
     assert not (ws / "results/runs/student/model.pt").exists()
+
+
+def test_model_too_deep_for_the_images_is_named(prepared, tmp_path, monkeypatch):
+    ws = clone(prepared, tmp_path, lambda raw: raw["runs"]["student"].update(model="vgg16", width=0.25))
+    monkeypatch.chdir(ws)
+    with pytest.raises(KDError, match="runs.student: model 'vgg16' cannot take the 16x16 images of dataset 'digits'"):
+        train("student", load_params("params.yaml"), CPU)
+
+
+def test_killed_after_the_last_epoch_still_writes_every_output(prepared, tmp_path, monkeypatch):
+    ws = clone(prepared, tmp_path)
+    monkeypatch.chdir(ws)
+    import kdlib.engine.trainer as trainer
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands in for a kill between the last epoch and the final save
+
+    monkeypatch.setattr(trainer, "save_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train("student", load_params("params.yaml"), CPU)
+    monkeypatch.undo()
+    monkeypatch.chdir(ws)
+    (ws / "results/runs/student/history.csv").unlink()  # both tools delete outputs before a re-run
+    metrics = train("student", load_params("params.yaml"), CPU)
+    assert len(pd.read_csv(ws / "results/runs/student/history.csv")) == 2 and metrics["final"]["epoch"] == 2

@@ -40,14 +40,20 @@ def load_model(path: Path, expect_model: str | None = None, expect_classes: int 
     blob = read_checkpoint(path)
     if blob.get("format") != FORMAT:
         raise KDError(f"{path}: not a kdlib model checkpoint (format {blob.get('format')!r}, expected {FORMAT!r})")
+    missing = [k for k in ("model", "width", "num_classes", "state_dict") if k not in blob]
+    if missing or not isinstance(blob["state_dict"], dict):
+        raise KDError(f"{path}: incomplete kdlib checkpoint (missing or malformed: {', '.join(missing) or 'state_dict'})")
     if expect_model is not None and blob["model"] != expect_model:
         raise KDError(f"{path}: holds a '{blob['model']}' model, but '{expect_model}' is expected")
     if expect_classes is not None and blob["num_classes"] != expect_classes:
         raise KDError(f"{path}: was trained for {blob['num_classes']} classes, but the dataset has {expect_classes}")
-    model = build_model(blob["model"], blob["num_classes"], blob["width"])
+    try:
+        model = build_model(blob["model"], blob["num_classes"], blob["width"])
+    except KDError as e:
+        raise KDError(f"{path}: {e}") from None
     try:
         model.load_state_dict(blob["state_dict"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError) as e:
         raise KDError(f"{path}: weights do not fit a '{blob['model']}' (width {blob['width']}): "
                       f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     return model, blob

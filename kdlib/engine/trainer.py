@@ -26,10 +26,18 @@ log = logging.getLogger("kdlib")
 
 
 def fingerprint(params: Params, name: str) -> str:
-    """Hash of everything that determines a run's result; a last.pt with another hash is stale."""
+    """Hash of everything that determines a run's result; a last.pt with another hash is stale.
+
+    Covers the run's config, its teachers' configs, the dataset spec, and the bytes of the prepared
+    data and of the teacher checkpoint (which change when the code that makes them changes).
+    """
     run = params.runs[name]
     chain = [params.runs[n].model_dump(mode="json") for n in [name, *ancestors(params, name)]]
-    blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain}, sort_keys=True)
+    files = [dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
+    if run.teacher:
+        files.append(run_dir(run.teacher) / "model.pt")
+    blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain,
+                       "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -55,7 +63,14 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
     torch.manual_seed(run.seed)
-    model = build_model(run.model, files.num_classes, run.width).to(device)
+    model = build_model(run.model, files.num_classes, run.width)
+    try:
+        model.stage_shapes(tuple(files.train.images.shape[1:]))
+    except RuntimeError as e:
+        raise KDError(f"runs.{name}: model '{run.model}' cannot take the {files.meta['image_size']}x"
+                      f"{files.meta['image_size']} images of dataset '{run.dataset}' ({str(e).splitlines()[0]}); "
+                      "use a larger image_size or another model") from None
+    model = model.to(device)
     teacher = None
     if run.teacher:
         teacher, _ = load_model(run_dir(run.teacher) / "model.pt", params.runs[run.teacher].model, files.num_classes)
@@ -67,9 +82,13 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     last, fp, history = out / "last.pt", fingerprint(params, name), []
     state = _resume(last, fp)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise KDError(f"{last}: resume checkpoint does not fit run {name} ({type(e).__name__}); "
+                          "delete it to start the run afresh") from None
         history = state["history"]
         log.info("%s: resuming after epoch %d from %s", name, state["epoch"], last)
 
@@ -88,10 +107,11 @@ def train(name: str, params: Params, device: torch.device) -> dict:
         atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": model.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "history": history}, last)
-        atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        _write_history(out, history)
         log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
                  run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
 
+    _write_history(out, history)  # again: a run killed after its last epoch resumes straight to here
     save_model(out / "model.pt", name, run, model, files.num_classes)
     best = max(history, key=lambda row: row["test_acc"])
     final = history[-1]
@@ -104,6 +124,10 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     last.unlink()
     return metrics
+
+
+def _write_history(out, history: list[dict]) -> None:
+    atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
 
 
 def _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, last) -> dict:

@@ -39,6 +39,11 @@ def runs_table(params: Params, results: dict) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
+def _same_recipe(a, b) -> bool:
+    """Same model and training recipe; only the teacher may differ (the fair scratch baseline)."""
+    return a.model_dump(exclude={"teacher", "distill"}) == b.model_dump(exclude={"teacher", "distill"})
+
+
 def teacher_student_table(params: Params, results: dict) -> str:
     """For every distilled run: its teacher, the scratch baseline of the same model if one exists, and the gaps."""
     rows = []
@@ -47,8 +52,7 @@ def teacher_student_table(params: Params, results: dict) -> str:
             continue
         student = results[name]["eval"]["test_acc"]
         teacher = results[run.teacher]["eval"]["test_acc"]
-        baseline = next((b for b, r in params.runs.items() if r.teacher is None and b != run.teacher
-                         and (r.model, r.width, r.dataset, r.epochs, r.seed) == (run.model, run.width, run.dataset, run.epochs, run.seed)), None)
+        baseline = next((b for b, r in params.runs.items() if r.teacher is None and _same_recipe(r, run)), None)
         base_acc = results[baseline]["eval"]["test_acc"] if baseline else None
         rows.append([name, run.teacher, _pct(teacher), baseline or "-", _pct(base_acc) if baseline else "-",
                      _pct(student), f"{student - base_acc:+.2f}" if baseline else "-", f"{teacher - student:+.2f}"])
