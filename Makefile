@@ -20,6 +20,7 @@ $(BIN)/kdlib-installed: pyproject.toml
 
 pipeline: $(BIN)/kdlib-installed
 	@start=$$(date +%s); \
+	$(BIN)/python -m kdlib.pipeline dvc && \
 	snakemake --cores all --resources gpu=1 && \
 	dvc commit --force --quiet && \
 	snakemake --touch --cores 1 --quiet && \
