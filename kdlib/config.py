@@ -141,18 +141,22 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def sets(raw_run: dict, path) -> bool:
+    """Whether a run's own params-file entry gives the key at `path` (rather than inheriting it)."""
+    node = raw_run
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def _describe(err: dict, raw_run: dict | None, run_name: str | None) -> str:
     """Turn one pydantic error into 'key.path: message', naming `defaults` when the key came from there."""
     loc = [str(p) for p in err["loc"]]
     if run_name is not None:
-        node, in_run = raw_run, True
-        for part in loc:
-            in_run = isinstance(node, dict) and part in node
-            if not in_run:
-                break
-            node = node[part]
         # Keys the run itself does not give came from `defaults` (or are missing altogether).
-        prefix = ["runs", run_name] if in_run or err["type"] == "missing" else ["defaults"]
+        prefix = ["runs", run_name] if sets(raw_run, loc) or err["type"] == "missing" else ["defaults"]
         loc = prefix + loc
     if err["type"] == "extra_forbidden":
         return f"{'.'.join(loc)}: unknown key{_suggest(loc[-1], _ALL_KEYS)}"
@@ -210,8 +214,7 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
         problems += _cross_check(params)
     problems = list(dict.fromkeys(problems))  # a bad default shows once, not once per run
     if problems:
-        raise KDError(f"{source}: " + ("\n  ".join(problems) if len(problems) == 1 else
-                                       "\n  " + "\n  ".join(problems)))
+        raise KDError(f"{source}: " + (problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
     return params
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from kdlib.config import Params, ancestors, load_params
+from kdlib.config import Params, ancestors, load_params, sets
 from kdlib.errors import KDError
 from kdlib.paths import dataset_dir, run_dir
 
@@ -113,15 +113,7 @@ def _leaves(tree: dict, prefix: tuple = ()) -> list[tuple]:
 
 def _inherited(defaults: dict, run: dict) -> list[str]:
     """The `defaults.<key>` params a run takes unchanged: editing any other default cannot affect it."""
-    keys = []
-    for path in _leaves(defaults):
-        node = run
-        for part in path:
-            if not isinstance(node, dict) or part not in node:
-                keys.append(".".join(("defaults",) + path))
-                break
-            node = node[part]
-    return keys
+    return [".".join(("defaults",) + path) for path in _leaves(defaults) if not sets(run, path)]
 
 
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
