@@ -1,5 +1,6 @@
 # One rule per stage of kdlib.pipeline, the same stages `dvc.yaml` is generated from.
 # Another profile: snakemake --config params=configs/cifar10_seed000.yaml
+import os
 import sys
 
 from kdlib.errors import KDError
@@ -32,6 +33,8 @@ for stage in STAGES:
             values=stage.values,
             # Through params: a shell directive inside a loop would see only the last stage.
             cmd=stage.cmd(PARAMS),
+        # Snakemake lowers a job's threads to --cores; workflow.cores would break `snakemake -n` without it.
+        threads: (os.cpu_count() or 1) if stage.all_cores else 1
         resources:
             gpu=1 if stage.gpu else 0,
         shell:

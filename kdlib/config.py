@@ -65,15 +65,31 @@ class Augment(Strict):
 
 
 class Distill(Strict):
-    method: Literal["logits"] = "logits"
+    # logits: Hinton's KL at temperature T (times T^2); logits_mse: MSE between logits;
+    # feature: L2 between the last conv feature maps, through a learned 1x1 projector if shapes differ.
+    method: Literal["logits", "logits_mse", "feature"] = "logits"
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.9  # weight of the KD term; 1 - alpha weighs cross-entropy
+    # Alpha per epoch: constant; linear from alpha to alpha_end; three_phase (seed 000): 1, 0.5, 0 by thirds.
+    schedule: Literal["constant", "linear", "three_phase"] = "constant"
+    alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None
     temperature: Annotated[float, Field(gt=0)] = 4.0
+
+    @model_validator(mode="after")
+    def _schedule_keys(self):
+        if self.schedule == "linear" and self.alpha_end is None:
+            raise ValueError("schedule 'linear' needs 'alpha_end' (alpha at the last epoch)")
+        if self.schedule != "linear" and self.alpha_end is not None:
+            raise ValueError(f"'alpha_end' only applies to schedule 'linear' (schedule is '{self.schedule}')")
+        if self.schedule == "three_phase" and "alpha" in self.model_fields_set:
+            raise ValueError("schedule 'three_phase' fixes alpha at 1, 0.5, 0 by thirds of the epochs; remove 'alpha'")
+        return self
 
 
 class Run(Strict):
     model: str
     dataset: str
     width: Annotated[float, Field(gt=0)] = 1.0
+    block_type: Literal["base", "acb"] = "base"  # acb: every eligible KxK conv becomes an ACB, fused for inference
     epochs: Annotated[int, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 128
     seed: int = 0

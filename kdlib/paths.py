@@ -11,3 +11,8 @@ def dataset_dir(name: str) -> Path:
 
 def run_dir(name: str) -> Path:
     return RESULTS / "runs" / name
+
+
+def inference_checkpoint(name: str, block_type: str) -> Path:
+    """The checkpoint evaluation and students use: an ACB run's fused deploy.pt, else its model.pt."""
+    return run_dir(name) / ("deploy.pt" if block_type == "acb" else "model.pt")

@@ -20,12 +20,13 @@ import yaml
 
 from kdlib.config import Params, ancestors, load_params, sets
 from kdlib.errors import KDError
-from kdlib.paths import dataset_dir, run_dir
+from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 DEFAULT_PARAMS = "params.yaml"
 LAZY_IMPORT = re.compile(r"^kdlib(\.\w+)+:\w+$")
 REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables/teacher_student.md",
-                  "results/figures/test_accuracy.png")
+                  *(f"results/tables/seed000_table{i}.md" for i in (1, 2, 3)),
+                  "results/figures/test_accuracy.png", "results/figures/seed000_curves.png")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class Stage:
     params: list[str] = field(default_factory=list)  # params-file keys the stage depends on
     values: str = ""  # the resolved values of those keys, for Snakemake's params trigger
     gpu: bool = False
+    # Snakemake caps a job's threads (OMP_NUM_THREADS) at its declared count, 1 by default: training gets
+    # every core, and fusing runs alone so the latencies it measures are undisturbed.
+    all_cores: bool = False
 
     def cmd(self, params_file: str) -> str:
         extra = "" if params_file == DEFAULT_PARAMS else f" --params {params_file}"
@@ -134,18 +138,25 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         chain = [name, *ancestors(params, name)]
         inherited = sorted({k for n in chain for k in _inherited(defaults, raw["runs"][n] or {})})
         keys = [f"datasets.{run.dataset}", *inherited, *(f"runs.{n}" for n in chain)]
-        folder = run_dir(name)
-        teacher = [str(run_dir(run.teacher) / "model.pt")] if run.teacher else []
+        folder, values = run_dir(name), _values(params, keys)
+        test_data = [str(data / "test.pt"), str(data / "meta.json")]
+        # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
+        teacher = [str(inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))] if run.teacher else []
         out.append(Stage(f"train_{name}", "stages/train.py", name,
                          code_deps("stages/train.py") + [str(data / f) for f in ("train.pt", "test.pt", "meta.json")] + teacher,
                          outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
-                         plots=[str(folder / "history.csv")], params=keys, values=_values(params, keys), gpu=True))
+                         plots=[str(folder / "history.csv")], params=keys, values=values, gpu=True, all_cores=True))
+        if run.block_type == "acb":
+            out.append(Stage(f"fuse_{name}", "stages/fuse.py", name,
+                             code_deps("stages/fuse.py") + test_data + [str(folder / "model.pt")],
+                             outs=[str(folder / "deploy.pt")], metrics=[str(folder / "fuse.json")],
+                             params=keys, values=values, all_cores=True))
         out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
-                         code_deps("stages/evaluate.py") + [str(data / "test.pt"), str(data / "meta.json"),
-                                                            str(folder / "model.pt")],
-                         metrics=[str(folder / "eval.json")], params=keys, values=_values(params, keys)))
+                         code_deps("stages/evaluate.py") + test_data + [str(inference_checkpoint(name, run.block_type))],
+                         metrics=[str(folder / "eval.json")], params=keys, values=values))
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs") if k in raw]
-    results = [str(run_dir(n) / f) for n in params.runs for f in ("metrics.json", "history.csv", "eval.json")]
+    results = [str(run_dir(n) / f) for n, r in params.runs.items()
+               for f in ("metrics.json", "history.csv", "eval.json") + (("fuse.json",) if r.block_type == "acb" else ())]
     metas = [str(dataset_dir(ds) / "meta.json") for ds in sorted({r.dataset for r in params.runs.values()})]
     out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + metas + results,
                      reports=list(REPORT_OUTPUTS), params=keys, values=_values(params, keys)))

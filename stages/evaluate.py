@@ -1,4 +1,4 @@
-"""Evaluate a finished run's checkpoint on its test split into results/runs/<name>/eval.json."""
+"""Evaluate a finished run's inference checkpoint (deploy.pt for ACB runs) on its test split into eval.json."""
 import json
 
 from kdlib.cli import require, stage_main
@@ -7,7 +7,7 @@ from kdlib.engine.atomic import atomic_write_text
 from kdlib.engine.checkpoint import load_model
 from kdlib.engine.device import pick_device
 from kdlib.engine.evaluate import evaluate
-from kdlib.paths import dataset_dir, run_dir
+from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 
 def main(params, name):
@@ -15,14 +15,15 @@ def main(params, name):
     run = params.runs[name]
     files = load_prepared(dataset_dir(run.dataset))
     device = pick_device()
-    model, _ = load_model(run_dir(name) / "model.pt", run.model, files.num_classes)
+    checkpoint = inference_checkpoint(name, run.block_type)
+    model, _ = load_model(checkpoint, run.model, files.num_classes)
     result = evaluate(model.to(device), test_loader(files, run.batch_size), device)
     hits = result["predictions"] == result["labels"]
     per_class = {c: 100.0 * hits[result["labels"] == i].float().mean().item() for i, c in enumerate(files.meta["classes"])}
     atomic_write_text(run_dir(name) / "eval.json", json.dumps(
-        {"run": name, "test_acc": result["acc"], "test_loss": result["loss"], "num_test": len(hits),
+        {"run": name, "checkpoint": checkpoint.name, "test_acc": result["acc"], "test_loss": result["loss"], "num_test": len(hits),
          "per_class_acc": per_class}, indent=2))
-    print(f"{name}: test acc {result['acc']:.2f}% on {len(hits)} images")
+    print(f"{name}: test acc {result['acc']:.2f}% on {len(hits)} images ({checkpoint})")
 
 
 if __name__ == "__main__":

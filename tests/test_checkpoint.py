@@ -62,7 +62,7 @@ def test_weights_that_do_not_fit(ckpt):
     blob = torch.load(ckpt, weights_only=True)
     blob["width"] = 1.0  # claims full width, holds half-width weights
     torch.save(blob, ckpt)
-    with pytest.raises(KDError, match=f"{ckpt}: weights do not fit a 'resnet20' \\(width 1.0\\)"):
+    with pytest.raises(KDError, match=f"{ckpt}: weights do not fit a 'resnet20' \\(width 1.0, block_type base\\)"):
         load_model(ckpt)
 
 

@@ -73,6 +73,15 @@ BAD = [
     (lambda r: r["datasets"].update(folder={"source": "imagefolder"}),
      "datasets.folder: source 'imagefolder' needs 'path'"),
     (lambda r: r["datasets"]["digits"].update(source="mnist"), "datasets.digits.source: Input should be"),
+    (lambda r: r["runs"]["student"].update(block_type="ac"), "runs.student.block_type: Input should be 'base' or 'acb'"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(method="features"),
+     "runs.student_kd.distill.method: Input should be 'logits', 'logits_mse' or 'feature'"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(schedule="three_phase"),
+     "runs.student_kd.distill: schedule 'three_phase' fixes alpha at 1, 0.5, 0 by thirds of the epochs; remove 'alpha'"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(schedule="linear"),
+     "runs.student_kd.distill: schedule 'linear' needs 'alpha_end'"),
+    (lambda r: r["runs"]["student_kd"]["distill"].update(alpha_end=0.1),
+     "runs.student_kd.distill: 'alpha_end' only applies to schedule 'linear' (schedule is 'constant')"),
 ]
 
 

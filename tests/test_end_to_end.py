@@ -2,7 +2,9 @@
 import json
 import re
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import BIN, make_workspace, run
@@ -28,17 +30,19 @@ def table_rows(path):
 
 def test_tables_hold_the_computed_metrics(finished):
     rows = table_rows(finished / "results/tables/runs.md")
-    assert set(rows) == {"teacher", "student", "student_kd"}
+    assert set(rows) == {"teacher", "student", "student_acb", "student_kd", "student_kd_feature"}
     for name, row in rows.items():
         metrics = json.loads((finished / f"results/runs/{name}/metrics.json").read_text())
         evaluation = json.loads((finished / f"results/runs/{name}/eval.json").read_text())
-        # The evaluate stage reloads the checkpoint and must reproduce the trainer's last evaluation.
+        # The evaluate stage reloads the checkpoint and must reproduce the trainer's last evaluation;
+        # for ACB runs it evaluates the fused deploy.pt, which must predict exactly what training ended with.
         assert evaluation["test_acc"] == pytest.approx(metrics["final"]["test_acc"], abs=1e-9)
         assert row["eval top-1 (%)"] == f"{evaluation['test_acc']:.2f}"
         assert row["best top-1 (%)"] == f"{metrics['best']['test_acc']:.2f}"
         assert row["epochs"] == str(metrics["epochs"]) and row["dataset"] == "digits" and row["seed"] == "0"
         assert evaluation["num_test"] == 359 and 20 < evaluation["test_acc"] <= 100
     assert rows["teacher"]["model"] == "cifar_quick" and rows["student_kd"]["teacher"] == "teacher"
+    assert rows["teacher"]["blocks"] == "acb" and rows["student"]["blocks"] == "base"
 
     ts = table_rows(finished / "results/tables/teacher_student.md")["student_kd"]
     student = json.loads((finished / "results/runs/student_kd/eval.json").read_text())["test_acc"]
@@ -52,6 +56,52 @@ def test_tables_hold_the_computed_metrics(finished):
     assert "# Results: `tiny` profile" in report and "scikit-learn digits" in report
     assert "1438 train / 359 test images" in report and "Budget: 2, 3 epochs per run; seed(s): 0." in report
     assert (finished / "results/figures/test_accuracy.png").stat().st_size > 10_000
+
+
+def acc(ws, name):
+    return json.loads((ws / f"results/runs/{name}/eval.json").read_text())["test_acc"]
+
+
+def test_seed000_tables_hold_the_computed_metrics(finished):
+    t1 = table_rows(finished / "results/tables/seed000_table1.md")["student"]
+    assert t1["teacher run"] == "teacher" and t1["student top-1"] == f"{acc(finished, 'student'):.2f}"
+    assert t1["teacher top-1"] == f"{acc(finished, 'teacher'):.2f}"
+    assert t1["top-1 ↑"] == f"{acc(finished, 'teacher') - acc(finished, 'student'):+.2f}"
+    assert t1["seed 000 student"] == "83.72" and t1["seed 000 teacher"] == "88.96"  # the seed's LeNet row
+
+    t2 = table_rows(finished / "results/tables/seed000_table2.md")["student"]
+    fuse = json.loads((finished / "results/runs/student_acb/fuse.json").read_text())
+    unfused = json.loads((finished / "results/runs/student_acb/metrics.json").read_text())["final"]["test_acc"]
+    assert fuse["identical_predictions"] and fuse["fused_test_acc"] == fuse["unfused_test_acc"] == unfused
+    assert t2["ACB run"] == "student_acb" and t2["ACNet top-1 (fused)"] == f"{acc(finished, 'student_acb'):.2f}"
+    assert t2["fused = unfused top-1"] == f"{unfused:.2f} = {unfused:.2f}"
+    assert t2["ms/batch fused"] == f"{fuse['latency_ms_per_batch']['fused']:.2f}"
+    assert float(t2["ms/batch unfused"]) > 0 and float(t2["ms/batch plain"]) > 0
+
+    t3 = table_rows(finished / "results/tables/seed000_table3.md")["student"]
+    assert t3["KD-logits top-1"] == f"{acc(finished, 'student_kd'):.2f}"
+    assert t3["KD-feature top-1"] == f"{acc(finished, 'student_kd_feature'):.2f}"
+    assert t3["KD-feature ↑"] == f"{acc(finished, 'student_kd_feature') - acc(finished, 'student'):+.2f}"
+    assert (t3["seed 000 model"], t3["seed 000 KD-logits"], t3["seed 000 KD-feature"]) == ("LeNet", "85.98", "86.15")
+    report = (finished / "results/report.md").read_text()
+    assert "## Seed 000: ACNet and distillation" in report and "All 2 ACB runs were fused" in report
+    assert (finished / "results/figures/seed000_curves.png").stat().st_size > 10_000
+
+
+def test_students_learn_from_the_fused_teacher(finished):
+    # The teacher's deploy.pt (what students load) gives the unfused teacher's logits on the test set.
+    from kdlib.data.prepared import load_prepared
+    from kdlib.engine.checkpoint import load_model
+    images = load_prepared(finished / "data/digits").test.images[:64].float() / 255
+    unfused, _ = load_model(finished / "results/runs/teacher/model.pt")
+    fused, blob = load_model(finished / "results/runs/teacher/deploy.pt")
+    assert blob["deployed"] and not any(type(m).__name__ == "ACBlock" for m in fused.modules())
+    with torch.no_grad():
+        a, b = unfused.eval()(images), fused.eval()(images)
+    assert ((a - b).abs().max() / a.abs().max()).item() <= 1e-5
+    history = pd.read_csv(finished / "results/runs/student_kd_feature/history.csv")
+    assert history["alpha"].tolist() == [1.0, 0.5]  # three phases over two epochs: 3*e//2 = 0, 1
+    assert history["train_ce"].iloc[0] == 0.0 and history["train_kd"].iloc[0] > 0
 
 
 def test_both_tools_agree_nothing_is_left_to_do(finished):
@@ -79,13 +129,16 @@ def edited(ws, edit):
 
 def test_default_edit_spares_runs_that_override_it(finished):
     snake, dvc, _, _ = edited(finished, lambda raw: raw["defaults"].update(epochs=1))
-    expected = {"train_student", "evaluate_student", "train_student_kd", "evaluate_student_kd", "tables"}
+    expected = {"train_student", "evaluate_student", "train_student_acb", "fuse_student_acb", "evaluate_student_acb",
+                "train_student_kd", "evaluate_student_kd", "train_student_kd_feature", "evaluate_student_kd_feature",
+                "tables"}
     assert snake == expected and dvc == expected  # the teacher sets its own epochs
 
 
 def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
     snake, dvc, single, dvc_single = edited(finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}))
-    expected = {"train_teacher", "evaluate_teacher", "train_student_kd", "evaluate_student_kd", "tables"}
+    expected = {"train_teacher", "fuse_teacher", "evaluate_teacher", "train_student_kd", "evaluate_student_kd",
+                "train_student_kd_feature", "evaluate_student_kd_feature", "tables"}
     assert snake == expected and dvc == expected
     assert single == {"train_teacher"}
     assert "train_teacher:" in dvc_single and "evaluate_teacher" not in dvc_single

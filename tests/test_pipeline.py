@@ -33,7 +33,11 @@ def test_stage_params_name_the_run_and_its_teachers():
     assert by_name["train_teacher"].params == ["datasets.digits", *(k for k in inherited if k != "defaults.epochs"),
                                                "runs.teacher"]
     assert by_name["train_student_kd"].gpu and not by_name["evaluate_student_kd"].gpu
-    assert "results/runs/teacher/model.pt" in by_name["train_student_kd"].deps
+    # The teacher is an ACB run: students learn from its fused checkpoint, written by its fuse stage.
+    assert "results/runs/teacher/deploy.pt" in by_name["train_student_kd"].deps
+    assert by_name["fuse_teacher"].outs == ["results/runs/teacher/deploy.pt"]
+    assert "results/runs/student_acb/deploy.pt" in by_name["evaluate_student_acb"].deps
+    assert "fuse_student" not in by_name and by_name["fuse_teacher"].all_cores
 
 
 def snakemake_graph(ws):
@@ -56,6 +60,17 @@ def test_snakemake_and_dvc_build_the_same_dag(tmp_path, profile):
     assert snake_nodes == dvc_nodes == {s.name for s in stages(str(ws / "params.yaml"))}
     assert snake_edges == dvc_edges
     assert len(snake_edges) >= len(snake_nodes) - 1
+
+
+def test_teacher_feeds_students_through_its_fuse_stage(tmp_path):
+    ws = make_workspace(tmp_path, REPO / "configs/tiny.yaml")
+    _, snake_edges = snakemake_graph(ws)
+    _, dvc_edges = dvc_graph(ws)
+    for edges in (snake_edges, dvc_edges):
+        assert {("train_teacher", "fuse_teacher"), ("fuse_teacher", "train_student_kd"),
+                ("fuse_teacher", "train_student_kd_feature"), ("fuse_teacher", "evaluate_teacher"),
+                ("train_student_acb", "fuse_student_acb"), ("fuse_student_acb", "evaluate_student_acb")} <= edges
+        assert ("train_teacher", "train_student_kd") not in edges
 
 
 @pytest.mark.parametrize("profile", ["configs/cifar10_seed000.yaml", "configs/cifar100.yaml"])

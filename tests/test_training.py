@@ -105,8 +105,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(prepared, tmp_path, monke
     original, calls = Distiller.forward_train, []
     batches_per_epoch = -(-1438 // 64)
 
-    def poisoned(self, x, y):
-        logits, losses = original(self, x, y)
+    def poisoned(self, x, y, epoch):
+        logits, losses = original(self, x, y, epoch)
         calls.append(1)
         if len(calls) == batches_per_epoch + 3:  # epoch 2, batch 3
             losses["ce"] = losses["ce"] * float("nan")

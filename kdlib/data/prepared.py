@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from kdlib.config import Augment
 from kdlib.data.sources import Prepared, Split
@@ -56,31 +55,40 @@ def load_prepared(folder: Path) -> DatasetFiles:
     return DatasetFiles(*splits, json.loads((folder / "meta.json").read_text()))
 
 
-class ImageSet(Dataset):
-    """uint8 image tensors -> normalised float tensors, with optional train-time augmentation."""
+def normalize(images: torch.Tensor, meta: dict) -> torch.Tensor:
+    """uint8 images (..., C, H, W) -> floats in [0, 1], standardised by the training split's mean and std."""
+    mean = torch.tensor(meta["mean"]).view(-1, 1, 1)
+    std = torch.tensor(meta["std"]).view(-1, 1, 1)
+    return (images.float() / 255 - mean) / std
 
-    def __init__(self, split: Split, meta: dict, augment: Augment | None):
-        self.split = split
+
+class AugmentedSet(Dataset):
+    """Training images: torchvision's v2 augmentations per image, then normalisation."""
+
+    def __init__(self, split: Split, meta: dict, augment: Augment):
+        from torchvision.transforms import v2  # imported here: it costs seconds, and only training needs it
+        self.split, self.meta = split, meta
         steps = []
-        if augment is not None:
-            if augment.crop_padding:
-                steps.append(v2.RandomCrop(meta["image_size"], padding=augment.crop_padding))
-            if augment.hflip:
-                steps.append(v2.RandomHorizontalFlip())
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(meta["mean"], meta["std"])]
-        self.transform = v2.Compose(steps)
+        if augment.crop_padding:
+            steps.append(v2.RandomCrop(meta["image_size"], padding=augment.crop_padding))
+        if augment.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        self.augment = v2.Compose(steps) if steps else None
 
     def __len__(self):
         return len(self.split.labels)
 
     def __getitem__(self, i):
-        return self.transform(self.split.images[i]), self.split.labels[i]
+        image = self.split.images[i]
+        return normalize(self.augment(image) if self.augment else image, self.meta), self.split.labels[i]
 
 
 def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, generator: torch.Generator) -> DataLoader:
-    return DataLoader(ImageSet(files.train, files.meta, augment), batch_size=batch_size, shuffle=True,
+    return DataLoader(AugmentedSet(files.train, files.meta, augment), batch_size=batch_size, shuffle=True,
                       generator=generator, drop_last=False)
 
 
 def test_loader(files: DatasetFiles, batch_size: int) -> DataLoader:
-    return DataLoader(ImageSet(files.test, files.meta, None), batch_size=batch_size, shuffle=False)
+    # No augmentation: normalise the whole split once instead of image by image.
+    return DataLoader(TensorDataset(normalize(files.test.images, files.meta), files.test.labels),
+                      batch_size=batch_size, shuffle=False)

@@ -14,8 +14,11 @@ from kdlib.models import build_model
 FORMAT = "kdlib-model-1"
 
 
-def save_model(path: Path, run_name: str, run: Run, model: nn.Module, num_classes: int) -> None:
+def save_model(path: Path, run_name: str, run: Run, model: nn.Module, num_classes: int,
+               deployed: bool = False) -> None:
+    """`deployed`: the model is the fused inference form (saved as block_type base, see build_model)."""
     atomic_torch_save({"format": FORMAT, "run": run_name, "model": run.model, "width": run.width,
+                       "block_type": "base" if deployed else run.block_type, "deployed": deployed,
                        "num_classes": num_classes, "config": run.model_dump(mode="json"),
                        "state_dict": model.state_dict()}, path)
 
@@ -48,12 +51,14 @@ def load_model(path: Path, expect_model: str | None = None, expect_classes: int 
     if expect_classes is not None and blob["num_classes"] != expect_classes:
         raise KDError(f"{path}: was trained for {blob['num_classes']} classes, but the dataset has {expect_classes}")
     try:
-        model = build_model(blob["model"], blob["num_classes"], blob["width"])
+        model = build_model(blob["model"], blob["num_classes"], blob["width"], blob.get("block_type", "base"),
+                            bool(blob.get("deployed", False)))
     except KDError as e:
         raise KDError(f"{path}: {e}") from None
     try:
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, TypeError) as e:
-        raise KDError(f"{path}: weights do not fit a '{blob['model']}' (width {blob['width']}): "
+        raise KDError(f"{path}: weights do not fit a '{blob['model']}' (width {blob['width']}, "
+                      f"block_type {blob.get('block_type', 'base')}{', deployed' if blob.get('deployed') else ''}): "
                       f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     return model, blob

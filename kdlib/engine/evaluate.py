@@ -8,16 +8,17 @@ from torch.utils.data import DataLoader
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
-    """Mean cross-entropy, top-1 accuracy (%) and the predicted class of every sample, in order."""
+    """Mean cross-entropy, top-1 accuracy (%), and the logits and predicted class of every sample, in order."""
     was_training = model.training
     model.eval()
-    total_loss, predictions, labels = 0.0, [], []
+    total_loss, outputs, labels = 0.0, [], []
     for x, y in loader:
         logits = model(x.to(device))
         total_loss += F.cross_entropy(logits, y.to(device), reduction="sum").item()
-        predictions.append(logits.argmax(1).cpu())
+        outputs.append(logits.cpu())
         labels.append(y)
     model.train(was_training)
-    predictions, labels = torch.cat(predictions), torch.cat(labels)
+    logits, labels = torch.cat(outputs), torch.cat(labels)
+    predictions = logits.argmax(1)
     return {"loss": total_loss / len(labels), "acc": 100.0 * (predictions == labels).float().mean().item(),
-            "predictions": predictions, "labels": labels}
+            "logits": logits, "predictions": predictions, "labels": labels}

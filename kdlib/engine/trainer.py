@@ -20,7 +20,7 @@ from kdlib.engine.evaluate import evaluate
 from kdlib.engine.optim import build_optimizer, build_scheduler, count_flops, count_parameters
 from kdlib.errors import KDError
 from kdlib.models import build_model
-from kdlib.paths import dataset_dir, run_dir
+from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 log = logging.getLogger("kdlib")
 
@@ -35,10 +35,16 @@ def fingerprint(params: Params, name: str) -> str:
     chain = [params.runs[n].model_dump(mode="json") for n in [name, *ancestors(params, name)]]
     files = [dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
     if run.teacher:
-        files.append(run_dir(run.teacher) / "model.pt")
+        files.append(teacher_checkpoint(params, name))
     blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain,
                        "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def teacher_checkpoint(params: Params, name: str):
+    """A student learns from its teacher's inference form: the fused model when the teacher is an ACB run."""
+    teacher = params.runs[name].teacher
+    return inference_checkpoint(teacher, params.runs[teacher].block_type)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -63,7 +69,7 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
     torch.manual_seed(run.seed)
-    model = build_model(run.model, files.num_classes, run.width)
+    model = build_model(run.model, files.num_classes, run.width, run.block_type)
     try:
         model.stage_shapes(tuple(files.train.images.shape[1:]))
     except RuntimeError as e:
@@ -73,9 +79,11 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     model = model.to(device)
     teacher = None
     if run.teacher:
-        teacher, _ = load_model(run_dir(run.teacher) / "model.pt", params.runs[run.teacher].model, files.num_classes)
-    distiller = Distiller(model, teacher, run.distill).to(device)
-    optimizer = build_optimizer(run.optimizer, model.parameters())
+        teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
+        teacher = teacher.to(device)
+    distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).to(device)
+    # The distiller's parameters: the student's and, for feature KD, the projector's (trained, never deployed).
+    optimizer = build_optimizer(run.optimizer, distiller.parameters())
     steps_per_epoch = math.ceil(len(files.train.labels) / run.batch_size)
     scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch)
 
@@ -83,7 +91,7 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     state = _resume(last, fp)
     if state is not None:
         try:
-            model.load_state_dict(state["model"])
+            distiller.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
         except (KeyError, RuntimeError, ValueError) as e:
@@ -102,9 +110,9 @@ def train(name: str, params: Params, device: torch.device) -> dict:
         started = time.perf_counter()
         stats = _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, last)
         test = evaluate(model, evaluation, device)
-        history.append({"epoch": epoch + 1, "lr": lr, **stats, "test_loss": test["loss"], "test_acc": test["acc"],
+        history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **stats, "test_loss": test["loss"], "test_acc": test["acc"],
                         "time_s": time.perf_counter() - started})
-        atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": model.state_dict(),
+        atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "history": history}, last)
         _write_history(out, history)
@@ -115,7 +123,7 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     save_model(out / "model.pt", name, run, model, files.num_classes)
     best = max(history, key=lambda row: row["test_acc"])
     final = history[-1]
-    metrics = {"run": name, "model": run.model, "width": run.width, "dataset": run.dataset, "teacher": run.teacher,
+    metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type, "dataset": run.dataset, "teacher": run.teacher,
                "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
                "flops": count_flops(model, files.train.images.shape[1:]),
                "final": {"epoch": final["epoch"], "test_acc": final["test_acc"], "test_loss": final["test_loss"],
@@ -135,7 +143,7 @@ def _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, l
     sums, correct, seen = {}, 0, 0
     for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None, leave=False)):
         x, y = x.to(device), y.to(device)
-        logits, losses = distiller.forward_train(x, y)
+        logits, losses = distiller.forward_train(x, y, epoch)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise KDError(f"run {name}: loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; stopped. "

@@ -21,9 +21,26 @@ MODELS = {
 }
 
 
-def build_model(name: str, num_classes: int, width: float = 1.0):
-    """Construct a registry model by name."""
+BLOCK_TYPES = ("base", "acb")
+
+
+def build_model(name: str, num_classes: int, width: float = 1.0, block_type: str = "base", deployed: bool = False):
+    """Construct a registry model by name.
+
+    `block_type: acb` swaps every eligible conv for an ACB block. `deployed` gives the inference form that
+    fusing such a model yields: each of those convs becomes one conv with bias, the BN after it gone.
+    The deployed form of `acb` and of `base` is the same network, so it is saved as `base`.
+    """
     if name not in MODELS:
         raise KDError(f"unknown model '{name}' (known: {', '.join(MODELS)})")
+    if block_type not in BLOCK_TYPES:
+        raise KDError(f"unknown block_type '{block_type}' (known: {', '.join(BLOCK_TYPES)})")
     module, function = MODELS[name].split(":")
-    return getattr(importlib.import_module(module), function)(num_classes=num_classes, width=width)
+    model = getattr(importlib.import_module(module), function)(num_classes=num_classes, width=width)
+    if block_type == "acb" or deployed:
+        from kdlib.reparam.acb import to_acb
+        model = to_acb(model)
+    if deployed:
+        from kdlib.reparam.fusion import to_deploy
+        model = to_deploy(model)
+    return model

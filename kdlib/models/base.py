@@ -31,7 +31,7 @@ class StagedNet(nn.Module):
         """Per-stage output shape (C, H, W) for one input of `input_shape`."""
         was_training = self.training
         self.eval()
-        _, features = self.forward_features(torch.zeros(1, *input_shape))
+        _, features = self.forward_features(torch.zeros(1, *input_shape, device=next(self.parameters()).device))
         self.train(was_training)
         return [tuple(f.shape[1:]) for f in features]
 

@@ -1,0 +1,1 @@
+"""Structural re-parameterization: ACB blocks for training, fused plain convs for deployment."""
