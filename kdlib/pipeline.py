@@ -139,11 +139,11 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         inherited = sorted({k for n in chain for k in _inherited(defaults, raw["runs"][n] or {})})
         keys = [f"datasets.{run.dataset}", *inherited, *(f"runs.{n}" for n in chain)]
         folder, values = run_dir(name), _values(params, keys)
-        test_data = [str(data / "test.pt"), str(data / "meta.json")]
+        all_data = [str(data / f) for f in ("train.pt", "test.pt", "meta.json")]
+        test_data = all_data[1:]
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
         teacher = [str(inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))] if run.teacher else []
-        out.append(Stage(f"train_{name}", "stages/train.py", name,
-                         code_deps("stages/train.py") + [str(data / f) for f in ("train.pt", "test.pt", "meta.json")] + teacher,
+        out.append(Stage(f"train_{name}", "stages/train.py", name, code_deps("stages/train.py") + all_data + teacher,
                          outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
                          plots=[str(folder / "history.csv")], params=keys, values=values, gpu=True, all_cores=True))
         if run.block_type == "acb":
