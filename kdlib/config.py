@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdlib.errors import KDError
-from kdlib.models import MODELS
+from kdlib.models import MODELS, PRETRAINED
 
 RUN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -59,9 +59,38 @@ class Schedule(Strict):
     min_lr: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ColorJitter(Strict):
+    brightness: Annotated[float, Field(ge=0)] = 0.0
+    contrast: Annotated[float, Field(ge=0)] = 0.0
+    saturation: Annotated[float, Field(ge=0)] = 0.0
+    hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+
+
+class RandomErasing(Strict):
+    p: Annotated[float, Field(ge=0, le=1)] = 0.25
+    scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (0.02, 0.2)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.scale[0] > self.scale[1]:
+            raise ValueError(f"scale must be [low, high] (got {list(self.scale)})")
+        return self
+
+
 class Augment(Strict):
+    """Per-image training augmentation (torchvision v2), in this order: crop, flip, AutoAugment, colour
+    jitter, then normalisation, then random erasing."""
     crop_padding: Annotated[int, Field(ge=0)] = 4  # random crop after zero padding; 0 turns it off
     hflip: bool = True
+    autoaugment: bool = False  # torchvision's CIFAR-10 AutoAugment policy
+    color_jitter: ColorJitter | None = None
+    random_erasing: RandomErasing | None = None
+
+
+class Mix(Strict):
+    """Per batch, Mixup or CutMix with equal chance (torchvision v2); labels mix by lambda."""
+    mixup_alpha: Annotated[float, Field(gt=0)] = 0.8
+    cutmix_alpha: Annotated[float, Field(gt=0)] = 1.0
 
 
 class Distill(Strict):
@@ -90,12 +119,16 @@ class Run(Strict):
     dataset: str
     width: Annotated[float, Field(gt=0)] = 1.0
     block_type: Literal["base", "acb"] = "base"  # acb: every eligible KxK conv becomes an ACB, fused for inference
+    pretrained: bool = False  # start from published ImageNet weights (torchvision models only)
     epochs: Annotated[int, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 128
     seed: int = 0
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule()
     augment: Augment = Augment()
+    mix: Mix | None = None
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0  # on the hard (label) loss
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 on CPU or CUDA, fp16 on CUDA only
     teacher: str | None = None
     distill: Distill | None = None
 
@@ -105,6 +138,22 @@ class Run(Strict):
         if v not in MODELS:
             raise ValueError(f"unknown model '{v}'{_suggest(v, MODELS)} (known: {', '.join(MODELS)})")
         return v
+
+    @model_validator(mode="after")
+    def _weights_exist(self):
+        if self.pretrained and self.model not in PRETRAINED:
+            raise ValueError(f"pretrained: model '{self.model}' has no published weights "
+                             f"(pretrained models: {', '.join(sorted(PRETRAINED))})")
+        if self.pretrained and self.block_type == "acb":
+            raise ValueError("pretrained weights do not carry over into ACB branches; use block_type 'base'")
+        return self
+
+    @model_validator(mode="after")
+    def _three_phases_need_three_epochs(self):
+        if self.distill is not None and self.distill.schedule == "three_phase" and self.epochs < 3:
+            raise ValueError(f"distill.schedule 'three_phase' needs at least 3 epochs, one per phase "
+                             f"(epochs is {self.epochs})")
+        return self
 
     @model_validator(mode="after")
     def _floor_below_peak(self):
@@ -128,7 +177,8 @@ class Params(Strict):
     runs: dict[str, Run]
 
 
-_ALL_KEYS = {f for m in (Params, DatasetSpec, Run, Optimizer, Schedule, Augment, Distill) for f in m.model_fields}
+_ALL_KEYS = {f for m in (Params, DatasetSpec, Run, Optimizer, Schedule, Augment, ColorJitter, RandomErasing, Mix,
+                         Distill) for f in m.model_fields}
 
 
 def _suggest(word: str, choices) -> str:

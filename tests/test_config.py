@@ -25,7 +25,7 @@ def test_profiles_validate():
 def test_defaults_merge_into_runs():
     params = load_params(TINY)
     assert params.runs["student"].optimizer.lr == 0.05
-    assert params.runs["teacher"].epochs == 3 and params.runs["student"].epochs == 2
+    assert params.runs["teacher"].epochs == 4 and params.runs["student"].epochs == 3
     assert params.runs["student_kd"].distill.alpha == 0.7
 
 
@@ -73,6 +73,19 @@ BAD = [
     (lambda r: r["datasets"].update(folder={"source": "imagefolder"}),
      "datasets.folder: source 'imagefolder' needs 'path'"),
     (lambda r: r["datasets"]["digits"].update(source="mnist"), "datasets.digits.source: Input should be"),
+    (lambda r: r["runs"]["student"].update(pretrained=True),
+     "runs.student: pretrained: model 'lenet5bn' has no published weights (pretrained models: efficientnetv2_l,"),
+    (lambda r: r["runs"]["student_kd_feature"].update(epochs=2),
+     "runs.student_kd_feature: distill.schedule 'three_phase' needs at least 3 epochs, one per phase (epochs is 2)"),
+    (lambda r: r["runs"]["teacher"].update(model="resnet18", width=1.0, pretrained=True),
+     "runs.teacher: pretrained weights do not carry over into ACB branches; use block_type 'base'"),
+    (lambda r: r["runs"]["student"].update(amp="fp8"), "runs.student.amp: Input should be 'none', 'bf16' or 'fp16'"),
+    (lambda r: r["runs"]["student"].update(label_smoothing=1.0), "runs.student.label_smoothing: Input should be less than 1"),
+    (lambda r: r["runs"]["student"].update(augment={"random_erasing": {"scale": [0.3, 0.1]}}),
+     "runs.student.augment.random_erasing: scale must be [low, high] (got [0.3, 0.1])"),
+    (lambda r: r["runs"]["student"].update(mix={"mixup_alpha": 0}), "runs.student.mix.mixup_alpha: Input should be greater than 0"),
+    (lambda r: r["runs"]["student"].update(augment={"autoaugmnt": True}),
+     "runs.student.augment.autoaugmnt: unknown key (did you mean 'autoaugment'?)"),
     (lambda r: r["runs"]["student"].update(block_type="ac"), "runs.student.block_type: Input should be 'base' or 'acb'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(method="features"),
      "runs.student_kd.distill.method: Input should be 'logits', 'logits_mse' or 'feature'"),
@@ -109,5 +122,6 @@ def test_stage_exits_with_one_line_and_writes_nothing(tmp_path, tiny_raw):
     assert out.stderr.strip().splitlines() == [
         f"error: {bad}: runs.student.model: unknown model 'resnet21' (did you mean 'resnet20'?) "
         f"(known: lenet5bn, lenet5bn_deep, cifar_quick, cifar_quick_deep, vgg16, vgg_shallow, resnet20, resnet56, "
-        f"resnet8x4, resnet32x4, wrn_16_2, wrn_40_2, mobilenetv2)"]
+        f"resnet8x4, resnet32x4, wrn_16_2, wrn_40_2, mobilenetv2, resnet18, resnet34, resnet101, efficientnetv2_s, "
+        f"efficientnetv2_l)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

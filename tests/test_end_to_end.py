@@ -54,7 +54,7 @@ def test_tables_hold_the_computed_metrics(finished):
 
     report = (finished / "results/report.md").read_text()
     assert "# Results: `tiny` profile" in report and "scikit-learn digits" in report
-    assert "1438 train / 359 test images" in report and "Budget: 2, 3 epochs per run; seed(s): 0." in report
+    assert "1438 train / 359 test images" in report and "Budget: 3, 4 epochs per run; seed(s): 0." in report
     assert (finished / "results/figures/test_accuracy.png").stat().st_size > 10_000
 
 
@@ -100,7 +100,7 @@ def test_students_learn_from_the_fused_teacher(finished):
         a, b = unfused.eval()(images), fused.eval()(images)
     assert ((a - b).abs().max() / a.abs().max()).item() <= 1e-5
     history = pd.read_csv(finished / "results/runs/student_kd_feature/history.csv")
-    assert history["alpha"].tolist() == [1.0, 0.5]  # three phases over two epochs: 3*e//2 = 0, 1
+    assert history["alpha"].tolist() == [1.0, 0.5, 0.0]  # one epoch per phase
     assert history["train_ce"].iloc[0] == 0.0 and history["train_kd"].iloc[0] > 0
 
 
@@ -128,7 +128,7 @@ def edited(ws, edit):
 
 
 def test_default_edit_spares_runs_that_override_it(finished):
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["defaults"].update(epochs=1))
+    snake, dvc, _, _ = edited(finished, lambda raw: raw["defaults"].update(epochs=5))
     expected = {"train_student", "evaluate_student", "train_student_acb", "fuse_student_acb", "evaluate_student_acb",
                 "train_student_kd", "evaluate_student_kd", "train_student_kd_feature", "evaluate_student_kd_feature",
                 "tables"}

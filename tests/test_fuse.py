@@ -62,7 +62,7 @@ def test_fuse_refuses_a_model_whose_predictions_change(trained_acb, monkeypatch)
     with pytest.raises(KDError, match=r"the fused model predicts another class than the unfused one on \d+ of 359 "
                                       r"test images .*deploy.pt was not written"):
         deploy.fuse_run("student_acb", params, CPU)
-    assert not (trained_acb / "results/runs/student_acb/deploy.pt").exists()
+    assert not any((trained_acb / "results/runs/student_acb" / f).exists() for f in ("deploy.pt", "fuse.json"))
 
 
 def test_fuse_refuses_a_base_run(trained_acb, monkeypatch):

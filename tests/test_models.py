@@ -2,10 +2,13 @@
 import pytest
 import torch
 
-from kdlib.models import MODELS, build_model
+from kdlib.errors import KDError
+from kdlib.models import MODELS, PRETRAINED, build_model
+
+HEAVY = {"resnet101", "efficientnetv2_l"}  # built, but not run through every test (seconds each)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - HEAVY))
 def test_stages_head_and_features(name):
     model = build_model(name, num_classes=7).eval()
     x = torch.randn(2, 3, 32, 32)
@@ -45,3 +48,43 @@ def test_width_multiplier_scales_channels():
     narrow, full = build_model("mobilenetv2", 10, width=0.5), build_model("mobilenetv2", 10)
     assert narrow.stage_shapes()[1][0] == 16 and full.stage_shapes()[1][0] == 32
     assert build_model("resnet20", 10, width=2).stage_shapes()[-1] == (128, 8, 8)
+
+
+def _size(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet101"])
+def test_torchvision_resnets_get_a_cifar_stem(name):
+    import torchvision.models as tvm
+    ours, theirs = build_model(name, 10), tvm.get_model(name, num_classes=10)
+    # The same network but the first conv: 3x3 instead of 7x7 (64 filters on 3 channels); no max-pool.
+    assert _size(ours) == _size(theirs) - 64 * 3 * (49 - 9)
+    assert ours.stage_shapes()[0][1:] == (32, 32) and not any(isinstance(m, torch.nn.MaxPool2d) for m in ours.modules())
+
+
+@pytest.mark.parametrize("name,tv_name", [("efficientnetv2_s", "efficientnet_v2_s"), ("efficientnetv2_l", "efficientnet_v2_l")])
+def test_torchvision_efficientnets_keep_every_weight(name, tv_name):
+    import torchvision.models as tvm
+    ours, theirs = build_model(name, 100), tvm.get_model(tv_name, num_classes=100)
+    assert _size(ours) == _size(theirs)  # only the stem's stride changes
+    assert ours.stages[0][0][0].stride == (1, 1)
+
+
+def test_pretrained_offline_is_one_clear_error(monkeypatch):
+    import urllib.error
+
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(KDError, match=r"model 'resnet18': pretrained weights .* cannot be downloaded .*"
+                                      r"set 'pretrained: false'"):
+        build_model("resnet18", 10, pretrained=True)
+    with pytest.raises(KDError, match="model 'lenet5bn' has no published weights"):
+        build_model("lenet5bn", 10, pretrained=True)
+    with pytest.raises(KDError, match="model 'resnet34' has a fixed width"):
+        build_model("resnet34", 10, width=0.5)
+    assert PRETRAINED == {"resnet18", "resnet34", "resnet101", "efficientnetv2_s", "efficientnetv2_l"}

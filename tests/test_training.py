@@ -96,7 +96,7 @@ def test_stale_resume_checkpoint_is_ignored(prepared, tmp_path, monkeypatch):
     last.parent.mkdir(parents=True)
     torch.save({"epoch": 1, "fingerprint": "params that changed since", "history": []}, last)
     train("student", load_params("params.yaml"), CPU)
-    assert len(pd.read_csv(last.parent / "history.csv")) == 2
+    assert len(pd.read_csv(last.parent / "history.csv")) == 3
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(prepared, tmp_path, monkeypatch):
@@ -142,4 +142,25 @@ def test_killed_after_the_last_epoch_still_writes_every_output(prepared, tmp_pat
     monkeypatch.chdir(ws)
     (ws / "results/runs/student/history.csv").unlink()  # both tools delete outputs before a re-run
     metrics = train("student", load_params("params.yaml"), CPU)
-    assert len(pd.read_csv(ws / "results/runs/student/history.csv")) == 2 and metrics["final"]["epoch"] == 2
+    assert len(pd.read_csv(ws / "results/runs/student/history.csv")) == 3 and metrics["final"]["epoch"] == 3
+
+
+def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
+    # Seed 001's recipe on the tiny profile: label smoothing, AutoAugment, colour jitter, random erasing,
+    # Mixup/CutMix with KD on the mixed images, AdamW with warm-up, bf16 autocast.
+    def recipe(raw):
+        raw["runs"]["student_kd"].update(
+            label_smoothing=0.1, amp="bf16", mix={"mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+            optimizer={"name": "adamw", "lr": 0.002, "weight_decay": 0.05}, schedule={"name": "cosine", "warmup_epochs": 1},
+            augment={"crop_padding": 2, "hflip": False, "autoaugment": True, "color_jitter": {"brightness": 0.2},
+                     "random_erasing": {"p": 0.25, "scale": [0.02, 0.2]}})
+    ws = clone(prepared, tmp_path / "a", recipe)
+    monkeypatch.chdir(ws)
+    params = load_params("params.yaml")
+    train("teacher", params, CPU)
+    subprocess.run([sys.executable, "stages/fuse.py", "teacher"], cwd=ws, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ws)})
+    metrics = train("student_kd", params, CPU)
+    history = pd.read_csv(ws / "results/runs/student_kd/history.csv")
+    assert history["lr"].tolist()[0] < 0.002 and len(history) == 3  # warming up in epoch 1
+    assert history[["train_ce", "train_kd", "test_acc"]].notna().all().all() and metrics["final"]["test_acc"] > 0

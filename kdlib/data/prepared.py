@@ -63,24 +63,31 @@ def normalize(images: torch.Tensor, meta: dict) -> torch.Tensor:
 
 
 class AugmentedSet(Dataset):
-    """Training images: torchvision's v2 augmentations per image, then normalisation."""
+    """Training images: torchvision's v2 augmentations per image around normalisation (see `Augment`)."""
 
     def __init__(self, split: Split, meta: dict, augment: Augment):
         from torchvision.transforms import v2  # imported here: it costs seconds, and only training needs it
         self.split, self.meta = split, meta
-        steps = []
+        before = []  # on uint8 images
         if augment.crop_padding:
-            steps.append(v2.RandomCrop(meta["image_size"], padding=augment.crop_padding))
+            before.append(v2.RandomCrop(meta["image_size"], padding=augment.crop_padding))
         if augment.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        self.augment = v2.Compose(steps) if steps else None
+            before.append(v2.RandomHorizontalFlip())
+        if augment.autoaugment:
+            before.append(v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10))
+        if augment.color_jitter is not None:
+            before.append(v2.ColorJitter(**augment.color_jitter.model_dump()))
+        self.before = v2.Compose(before) if before else None
+        erasing = augment.random_erasing
+        self.after = v2.RandomErasing(p=erasing.p, scale=erasing.scale) if erasing is not None else None
 
     def __len__(self):
         return len(self.split.labels)
 
     def __getitem__(self, i):
         image = self.split.images[i]
-        return normalize(self.augment(image) if self.augment else image, self.meta), self.split.labels[i]
+        image = normalize(self.before(image) if self.before else image, self.meta)
+        return (self.after(image) if self.after else image), self.split.labels[i]
 
 
 def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, generator: torch.Generator) -> DataLoader:

@@ -34,11 +34,12 @@ class FeatureProjector(nn.Module):
 
 class Distiller(nn.Module):
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, spec: Distill | None = None,
-                 epochs: int = 1, input_shape: tuple[int, int, int] = (3, 32, 32)):
+                 epochs: int = 1, input_shape: tuple[int, int, int] = (3, 32, 32), label_smoothing: float = 0.0):
         super().__init__()
         self.student = student
         self.spec = spec
         self.epochs = epochs
+        self.label_smoothing = label_smoothing
         # Kept out of the module tree so the teacher is neither optimized nor saved with the student.
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
         self.projector = None
@@ -60,11 +61,17 @@ class Distiller(nn.Module):
     def alpha(self, epoch: int) -> float:
         return alpha_at(self.spec, epoch, self.epochs) if self.teacher is not None else 0.0
 
+    def hard_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against class indices, or against mixed label distributions (Mixup / CutMix)."""
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`y`: class indices (N,) or, for mixed batches, class distributions (N, classes). A mixed image's
+        soft loss is against the teacher's output on that same mixed image."""
         if self.teacher is None:
             logits = self.student(x)
-            return logits, {"ce": F.cross_entropy(logits, y)}
+            return logits, {"ce": self.hard_loss(logits, y)}
         alpha = self.alpha(epoch)
         feature_kd = self.spec.method == "feature"
         target = None
@@ -73,7 +80,7 @@ class Distiller(nn.Module):
             with torch.no_grad():
                 target = self.teacher.forward_features(x)[1][-1] if feature_kd else self.teacher(x)
         logits, features = self.student.forward_features(x) if feature_kd else (self.student(x), None)
-        ce = F.cross_entropy(logits, y)
+        ce = self.hard_loss(logits, y)
         if target is None:
             return logits, {"ce": ce, "kd": torch.zeros((), device=ce.device)}
         if feature_kd:

@@ -12,12 +12,14 @@ import torch
 from tqdm import tqdm
 
 from kdlib.config import Params, ancestors
+from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import load_prepared, test_loader, train_loader
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
 from kdlib.engine.checkpoint import load_model, read_checkpoint, save_model
 from kdlib.engine.evaluate import evaluate
 from kdlib.engine.optim import build_optimizer, build_scheduler, count_flops, count_parameters
+from kdlib.engine.precision import autocast, grad_scaler
 from kdlib.errors import KDError
 from kdlib.models import build_model
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
@@ -69,7 +71,10 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
     torch.manual_seed(run.seed)
-    model = build_model(run.model, files.num_classes, run.width, run.block_type)
+    try:
+        model = build_model(run.model, files.num_classes, run.width, run.block_type, pretrained=run.pretrained)
+    except KDError as e:
+        raise KDError(f"runs.{name}: {e}") from None
     try:
         model.stage_shapes(tuple(files.train.images.shape[1:]))
     except RuntimeError as e:
@@ -81,11 +86,14 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     if run.teacher:
         teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
         teacher = teacher.to(device)
-    distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).to(device)
+    distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:]),
+                          run.label_smoothing).to(device)
     # The distiller's parameters: the student's and, for feature KD, the projector's (trained, never deployed).
     optimizer = build_optimizer(run.optimizer, distiller.parameters())
     steps_per_epoch = math.ceil(len(files.train.labels) / run.batch_size)
     scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch)
+    scaler = grad_scaler(run.amp, device)
+    step = TrainStep(name, distiller, optimizer, scheduler, scaler, run, device, files.num_classes)
 
     last, fp, history = out / "last.pt", fingerprint(params, name), []
     state = _resume(last, fp)
@@ -94,6 +102,7 @@ def train(name: str, params: Params, device: torch.device) -> dict:
             distiller.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise KDError(f"{last}: resume checkpoint does not fit run {name} ({type(e).__name__}); "
                           "delete it to start the run afresh") from None
@@ -108,13 +117,13 @@ def train(name: str, params: Params, device: torch.device) -> dict:
         loader = train_loader(files, run.augment, run.batch_size, torch.Generator().manual_seed(seed))
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        stats = _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, last)
+        stats = step.epoch(loader, epoch, last)
         test = evaluate(model, evaluation, device)
-        history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **stats, "test_loss": test["loss"], "test_acc": test["acc"],
-                        "time_s": time.perf_counter() - started})
+        history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **stats,
+                        "test_loss": test["loss"], "test_acc": test["acc"], "time_s": time.perf_counter() - started})
         atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                           "history": history}, last)
+                           "scaler": scaler.state_dict(), "history": history}, last)
         _write_history(out, history)
         log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
                  run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
@@ -123,8 +132,8 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     save_model(out / "model.pt", name, run, model, files.num_classes)
     best = max(history, key=lambda row: row["test_acc"])
     final = history[-1]
-    metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type, "dataset": run.dataset, "teacher": run.teacher,
-               "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
+    metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
+               "dataset": run.dataset, "teacher": run.teacher, "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
                "flops": count_flops(model, files.train.images.shape[1:]),
                "final": {"epoch": final["epoch"], "test_acc": final["test_acc"], "test_loss": final["test_loss"],
                          "train_loss": final["train_loss"]},
@@ -138,25 +147,40 @@ def _write_history(out, history: list[dict]) -> None:
     atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
 
 
-def _train_epoch(distiller, loader, optimizer, scheduler, device, name, epoch, last) -> dict:
-    distiller.train()
-    sums, correct, seen = {}, 0, 0
-    for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None, leave=False)):
-        x, y = x.to(device), y.to(device)
-        logits, losses = distiller.forward_train(x, y, epoch)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise KDError(f"run {name}: loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; stopped. "
-                          f"The last good checkpoint is kept ({last if last.is_file() else 'none yet: failed in the first epoch'}); "
-                          "lower the learning rate or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        n = len(y)
-        seen += n
-        correct += (logits.argmax(1) == y).sum().item()
-        for key, value in {"loss": loss, **losses}.items():
-            sums[key] = sums.get(key, 0.0) + value.item() * n
-    return {"train_loss": sums.pop("loss") / seen, "train_acc": 100.0 * correct / seen,
-            **{f"train_{k}": v / seen for k, v in sums.items()}}
+class TrainStep:
+    """One epoch of optimisation: batch mixing, mixed precision, the NaN guard, per-term loss sums."""
+
+    def __init__(self, name: str, distiller, optimizer, scheduler, scaler, run, device, num_classes: int):
+        self.name, self.run, self.device = name, run, device
+        self.distiller, self.optimizer, self.scheduler, self.scaler = distiller, optimizer, scheduler, scaler
+        self.mixer = batch_mixer(run.mix, num_classes) if run.mix is not None else None
+
+    def epoch(self, loader, epoch: int, last) -> dict:
+        distiller, device = self.distiller, self.device
+        distiller.train()
+        sums, correct, seen = {}, 0, 0
+        for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None, leave=False)):
+            x, y = x.to(device), y.to(device)
+            if self.mixer is not None:
+                x, y = self.mixer(x, y)  # y becomes class distributions
+            with autocast(self.run.amp, device, self.name):
+                logits, losses = distiller.forward_train(x, y, epoch)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise KDError(f"run {self.name}: loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; "
+                              f"stopped. The last good checkpoint is kept "
+                              f"({last if last.is_file() else 'none yet: failed in the first epoch'}); "
+                              "lower the learning rate or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            n = len(y)
+            seen += n
+            labels = y.argmax(1) if y.ndim == 2 else y  # a mixed image counts as its larger share's class
+            correct += (logits.argmax(1) == labels).sum().item()
+            for key, value in {"loss": loss, **losses}.items():
+                sums[key] = sums.get(key, 0.0) + value.item() * n
+        return {"train_loss": sums.pop("loss") / seen, "train_acc": 100.0 * correct / seen,
+                **{f"train_{k}": v / seen for k, v in sums.items()}}

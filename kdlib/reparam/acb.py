@@ -16,9 +16,11 @@ def eligible(conv: nn.Module) -> bool:
             and conv.padding_mode == "zeros")
 
 
-def _conv_bn(conv: nn.Conv2d, kernel, padding) -> nn.Sequential:
+def _conv_bn(conv: nn.Conv2d, kernel, padding, bn: nn.BatchNorm2d | None) -> nn.Sequential:
+    settings = {"eps": bn.eps, "momentum": bn.momentum} if bn is not None else {}
     return nn.Sequential(nn.Conv2d(conv.in_channels, conv.out_channels, kernel, conv.stride, padding,
-                                   conv.dilation, conv.groups, bias=False), nn.BatchNorm2d(conv.out_channels))
+                                   conv.dilation, conv.groups, bias=False),
+                         nn.BatchNorm2d(conv.out_channels, **settings))
 
 
 class ACBlock(nn.Module):
@@ -28,15 +30,16 @@ class ACBlock(nn.Module):
     p - d*(K//2); when this is negative (e.g. LeNet's unpadded 5x5), the rows are cropped instead.
     """
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None):
+        """`bn`: the BN that followed the conv, whose eps and momentum the branch BNs take."""
         super().__init__()
         k = conv.kernel_size[0]
         (ph, pw), (dh, dw) = conv.padding, conv.dilation
         self.kernel_size = k
-        self.square = _conv_bn(conv, (k, k), (ph, pw))
+        self.square = _conv_bn(conv, (k, k), (ph, pw), bn)
         reach_h, reach_w = dh * (k // 2), dw * (k // 2)
-        self.hor = _conv_bn(conv, (1, k), (max(0, ph - reach_h), pw))
-        self.ver = _conv_bn(conv, (k, 1), (ph, max(0, pw - reach_w)))
+        self.hor = _conv_bn(conv, (1, k), (max(0, ph - reach_h), pw), bn)
+        self.ver = _conv_bn(conv, (k, 1), (ph, max(0, pw - reach_w)), bn)
         self.crop_rows, self.crop_cols = max(0, reach_h - ph), max(0, reach_w - pw)
         # Each branch's BN starts at gamma = 1/3, so the block's initial output has the scale of the
         # single conv-BN it replaces (ACNet's `gamma_init` option); otherwise it starts three times larger.
@@ -62,9 +65,11 @@ def to_acb(model: nn.Module) -> nn.Module:
         for i, (name, child) in enumerate(children):
             if not eligible(child):
                 continue
-            setattr(parent, name, ACBlock(child))
             after = children[i + 1] if i + 1 < len(children) else None
+            bn = None
             if (isinstance(parent, nn.Sequential) and after is not None and isinstance(after[1], nn.BatchNorm2d)
                     and after[1].num_features == child.out_channels):
+                bn = after[1]
                 setattr(parent, after[0], nn.Identity())
+            setattr(parent, name, ACBlock(child, bn))
     return model

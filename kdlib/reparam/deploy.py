@@ -1,6 +1,7 @@
 """Fuse a trained ACB run into its deploy checkpoint, after proving both forms predict alike."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import torch
@@ -30,12 +31,15 @@ def fuse_run(name: str, params: Params, device: torch.device) -> dict:
     if run.block_type != "acb":
         raise KDError(f"runs.{name}: block_type is '{run.block_type}'; only ACB runs are fused")
     folder = run_dir(name)
+    for stale in ("deploy.pt", "fuse.json"):  # a failed fuse must not leave an older success behind
+        (folder / stale).unlink(missing_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
     model, _ = load_model(folder / "model.pt", run.model, files.num_classes)
     model = model.to(device).eval()
     deployed = to_deploy(model)
     loader = test_loader(files, run.batch_size)
-    unfused, fused = evaluate(model, loader, device), evaluate(deployed, loader, device)
+    with full_fp32():
+        unfused, fused = evaluate(model, loader, device), evaluate(deployed, loader, device)
     differ = (unfused["predictions"] != fused["predictions"]).nonzero().flatten().tolist()
     max_diff = (unfused["logits"] - fused["logits"]).abs().max().item()
     scale = unfused["logits"].abs().max().item()
@@ -43,7 +47,6 @@ def fuse_run(name: str, params: Params, device: torch.device) -> dict:
         raise KDError(f"{folder / 'model.pt'}: the fused model predicts another class than the unfused one on "
                       f"{len(differ)} of {len(fused['predictions'])} test images (first: {differ[:5]}; max |logit "
                       f"difference| {max_diff:.3g}, logit scale {scale:.3g}); deploy.pt was not written")
-    save_model(folder / "deploy.pt", name, run, deployed, files.num_classes, deployed=True)
     shape = tuple(files.test.images.shape[1:])
     plain = build_model(run.model, files.num_classes, run.width)
     unfused_ms, fused_ms, plain_ms = latency_ms([model, deployed, plain], (run.batch_size, *shape), device,
@@ -58,5 +61,18 @@ def fuse_run(name: str, params: Params, device: torch.device) -> dict:
               "latency_ms_per_batch": {"batch_size": run.batch_size, "device": str(device),
                                        "threads": torch.get_num_threads(),
                                        "unfused": unfused_ms, "fused": fused_ms, "plain": plain_ms}}
+    save_model(folder / "deploy.pt", name, run, deployed, files.num_classes, deployed=True)
     atomic_write_text(folder / "fuse.json", json.dumps(report, indent=2))
     return report
+
+
+@contextlib.contextmanager
+def full_fp32():
+    """CUDA computes float32 convs and matmuls in TF32 by default (errors near 1e-2 on logits), which would
+    flip near-tie predictions between the two forms; the check compares them at full float32 precision."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -115,6 +115,8 @@ def write_report(params: Params) -> None:
 
 
 def _seed000_section(params: Params, results: dict, tables: dict) -> list[str]:
+    if not seed000.find_pairs(params):
+        return []
     acb = [results[n]["fuse"] for n, r in params.runs.items() if r.block_type == "acb"]
     fused = (f"All {len(acb)} ACB runs were fused into plain convs and evaluated fused; on every test image "
              f"the fused model predicted the same class as the unfused one (largest logit difference "
