@@ -110,12 +110,12 @@ def write_report(params: Params) -> None:
               "## Runs", "", tables["runs"], "",
               "## Teachers and students", "", tables["teacher_student"], "",
               "## Test accuracy per epoch", "", "![test accuracy](figures/test_accuracy.png)", "",
-              *_seed000_section(params, results, tables)]
+              *_seed000_section(params, pairs, results, tables)]
     atomic_write_text(RESULTS / "report.md", "\n".join(report))
 
 
-def _seed000_section(params: Params, results: dict, tables: dict) -> list[str]:
-    if not seed000.find_pairs(params):
+def _seed000_section(params: Params, pairs: list, results: dict, tables: dict) -> list[str]:
+    if not pairs:
         return []
     acb = [results[n]["fuse"] for n, r in params.runs.items() if r.block_type == "acb"]
     fused = (f"All {len(acb)} ACB runs were fused into plain convs and evaluated fused; on every test image "
