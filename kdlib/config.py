@@ -8,10 +8,11 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kdlib.errors import KDError
 from kdlib.models import MODELS, PRETRAINED
@@ -85,6 +86,9 @@ class Augment(Strict):
     autoaugment: bool = False  # torchvision's CIFAR-10 AutoAugment policy
     color_jitter: ColorJitter | None = None
     random_erasing: RandomErasing | None = None
+    # Loader processes that augment while the model trains (0: in the training process). Each draws from its
+    # own seeded stream, so results are reproducible for a given count but differ between counts.
+    workers: Annotated[int, Field(ge=0)] = 0
 
 
 class Mix(Strict):
@@ -122,7 +126,9 @@ class Run(Strict):
     pretrained: bool = False  # start from published ImageNet weights (torchvision models only)
     epochs: Annotated[int, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 128
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0
+    # Replicates: one run per seed, named <run>_s<seed>, each a node of its own; tables give mean ± std.
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None = None
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule()
     augment: Augment = Augment()
@@ -148,6 +154,19 @@ class Run(Strict):
             raise ValueError("pretrained weights do not carry over into ACB branches; use block_type 'base'")
         return self
 
+    @field_validator("seeds")
+    @classmethod
+    def _each_seed_once(cls, v):
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"each seed once (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _one_seed_setting(self):
+        if self.seeds is not None and "seed" in self.model_fields_set:
+            raise ValueError("give 'seed' (one run) or 'seeds' (one run per seed), not both")
+        return self
+
     @model_validator(mode="after")
     def _three_phases_need_three_epochs(self):
         if self.distill is not None and self.distill.schedule == "three_phase" and self.epochs < 3:
@@ -170,15 +189,68 @@ class Run(Strict):
         return self
 
 
+class Seed001Report(Strict):
+    v1: str  # the version-1 student (its teacher heads the tables)
+    v2: str  # the version-2 student
+
+    @model_validator(mode="after")
+    def _two_runs(self):
+        if self.v1 == self.v2:
+            raise ValueError("v1 and v2 name the same run")
+        return self
+
+
+class Seed002Report(Strict):
+    chain: str  # Task 1: the chain's first two generations and gen 2's scratch baseline; Task 3: every generation
+
+
+class Report(Strict):
+    """Which runs play which role in the seed 001 and 002 tables (seed 000's roles are read from the recipes)."""
+    seed001: Seed001Report | None = None
+    seed002: Seed002Report | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a run comes from in the params file: the `runs` entry whose unset keys come from `defaults`, the
+    keys that define it, and the run keys it does not use (a chain's scratch baseline drops teacher and distill)."""
+    entry: str
+    keys: tuple[str, ...]
+    unused: frozenset[str] = frozenset()
+
+
 class Params(Strict):
     profile: str = "custom"
     description: str = ""
     datasets: dict[str, DatasetSpec]
-    runs: dict[str, Run]
+    runs: dict[str, Run]  # after validation: every run to train, one per seed, with chain teachers filled in
+    # chain name -> [teacher, gen 2, gen 3, ...]: each generation distils from the one before it (or from an
+    # earlier member it names as teacher), and each student gets a scratch-trained baseline <student>_scratch.
+    chains: dict[str, Annotated[list[str], Field(min_length=2)]] = {}
+    report: Report = Report()
+    _written: dict[str, Run] = PrivateAttr(default_factory=dict)
+    _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)
+    _sources: dict[str, Source] = PrivateAttr(default_factory=dict)
+
+    @property
+    def written(self) -> dict[str, Run]:
+        """The runs as params.yaml gives them (plus chain baselines), before one-per-seed expansion;
+        a teacher here names a written run."""
+        return self._written
+
+    @property
+    def replicas(self) -> dict[str, dict[int, str]]:
+        """Written run -> {seed: the run trained with that seed}."""
+        return self._replicas
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        """Run -> where the params file defines it."""
+        return self._sources
 
 
 _ALL_KEYS = {f for m in (Params, DatasetSpec, Run, Optimizer, Schedule, Augment, ColorJitter, RandomErasing, Mix,
-                         Distill) for f in m.model_fields}
+                         Distill, Report, Seed001Report, Seed002Report) for f in m.model_fields}
 
 
 def _suggest(word: str, choices) -> str:
@@ -207,13 +279,24 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def leaves(tree: dict, prefix: tuple = ()) -> list[tuple]:
+    """Key paths of every leaf of a nested mapping (an empty mapping counts as a leaf)."""
+    out = []
+    for key, value in tree.items():
+        out += leaves(value, prefix + (key,)) if isinstance(value, dict) and value else [prefix + (key,)]
+    return out
+
+
 def sets(raw_run: dict, path) -> bool:
     """Whether a run's own params-file entry gives the key at `path` (rather than inheriting it)."""
     node = raw_run
     for part in path:
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
+            node = node[int(part)]  # an item of a list, e.g. seeds.0
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
             return False
-        node = node[part]
     return True
 
 
@@ -247,10 +330,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def validate(raw: dict, source: str = "params.yaml") -> Params:
-    raw = dict(raw)
+    raw = {key: value for key, value in raw.items() if value is not None or key == "runs"}  # blank = absent
     defaults = raw.pop("defaults", None) or {}
     raw_runs = raw.get("runs") or {}
-    shapes = [(key, value) for key, value in (("defaults", defaults), ("runs", raw_runs),
+    raw_chains = raw.get("chains") or {}
+    shapes = [(key, value) for key, value in (("defaults", defaults), ("runs", raw_runs), ("chains", raw_chains),
                                               ("datasets", raw.get("datasets") or {}))
               if not isinstance(value, dict)]
     shapes += [(f"runs.{n}", r) for n, r in (raw_runs.items() if isinstance(raw_runs, dict) else ())
@@ -259,61 +343,179 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
         raise KDError(f"{source}: " + "; ".join(f"{k}: must be a mapping of keys, not {type(v).__name__}"
                                                  for k, v in shapes))
     problems = []
-    for section in ("runs", "datasets"):
+    for section in ("runs", "datasets", "chains"):
         for name in raw.get(section) or {}:
             if not RUN_NAME.match(str(name)):
                 problems.append(f"{section}.{name}: names must start with a letter and use only letters, digits and _")
-    runs = {}
+    if "seed" in defaults and "seeds" in defaults:
+        problems.append("defaults: give 'seed' (one run) or 'seeds' (one run per seed), not both")
+        defaults = {k: v for k, v in defaults.items() if k != "seed"}  # reported once here, not once per run
+    chain_teachers, chain_problems = _chain_teachers(raw_chains, raw_runs)
+    problems += chain_problems
+    runs, sources = {}, {}
     for name, run in raw_runs.items():
         merged = _merge(defaults, run or {})
+        for own, inherited in (("seeds", "seed"), ("seed", "seeds")):  # the run's own choice wins over defaults'
+            if own in (run or {}) and inherited not in (run or {}):
+                merged.pop(inherited, None)
+        if name in chain_teachers:
+            merged["teacher"] = chain_teachers[name][1]
         try:
             runs[name] = Run.model_validate(merged)
         except ValidationError as e:
             problems += [_describe(err, run or {}, name) for err in e.errors()]
+        sources[name] = _source(name, run or {}, replicated="seeds" in merged)
     try:
-        params = Params.model_validate({**raw, "runs": {}})
+        params = Params.model_validate({**raw, "runs": {}, "chains": raw_chains})
     except ValidationError as e:
         problems += [_describe(err, None, None) for err in e.errors()]
         params = None
     if not problems and params is not None:
-        params = params.model_copy(update={"runs": runs})
-        problems += _cross_check(params)
+        problems += _add_scratch_baselines(params.chains, runs, sources, raw_runs)
+    if not problems and params is not None:
+        problems += _cross_check(params, runs)
+    if not problems and params is not None:
+        expanded, replicas, expand_problems = _one_run_per_seed(runs)
+        problems += expand_problems
     problems = list(dict.fromkeys(problems))  # a bad default shows once, not once per run
     if problems:
         raise KDError(f"{source}: " + (problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
+    params = params.model_copy(update={"runs": expanded})
+    params._written, params._replicas = runs, replicas
+    params._sources = {member: sources[name] for name, seeds in replicas.items() for member in seeds.values()}
     return params
 
 
-def _cross_check(params: Params) -> list[str]:
+def _chain_teachers(chains: dict, raw_runs: dict) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Student -> (its chain, its teacher) for every chain generation after the first. A student that names its
+    own teacher keeps it, which must then be an earlier member of its chain."""
+    out, problems = {}, []
+    for chain, members in chains.items():
+        if not isinstance(members, list) or len(members) < 2:
+            continue  # the Params model reports the shape
+        for i, name in enumerate(members):
+            if not isinstance(name, str):
+                continue  # the Params model reports it
+            if name not in raw_runs:
+                problems.append(f"chains.{chain}: '{name}' names no run{_suggest(str(name), raw_runs)}")
+                continue
+            if name in members[:i]:
+                problems.append(f"chains.{chain}: '{name}' appears twice")
+                continue
+            if i == 0:
+                continue
+            own = (raw_runs[name] or {}).get("teacher")
+            if own is not None and own not in members[:i]:
+                problems.append(f"runs.{name}.teacher: '{own}' is not an earlier generation of chain '{chain}' "
+                                f"({', '.join(members[:i])})")
+            if name in out:
+                problems.append(f"chains.{chain}: '{name}' is already a student in chain '{out[name][0]}'")
+            out[name] = (chain, own or members[i - 1])
+    return out, problems
+
+
+def _add_scratch_baselines(chains: dict[str, list[str]], runs: dict[str, Run], sources: dict[str, Source],
+                           raw_runs: dict) -> list[str]:
+    """Every chain student gets a scratch-trained run of its recipe, unless one is already among the runs."""
     problems = []
-    if not params.runs:
+    for chain, members in chains.items():
+        for student in members[1:]:
+            scratch = runs[student].model_copy(update={"teacher": None, "distill": None})
+            if any(r.model_dump() == scratch.model_dump() for r in runs.values()):
+                continue
+            name = f"{student}_scratch"
+            if name in runs:
+                problems.append(f"runs.{name}: chain '{chain}' needs this name for the scratch baseline of "
+                                f"'{student}', and this run has another recipe; rename it")
+                continue
+            runs[name] = scratch
+            sources[name] = _source(student, raw_runs[student] or {}, replicated=scratch.seeds is not None,
+                                    unused={"teacher", "distill"})
+    return problems
+
+
+def _source(entry: str, raw_run: dict, replicated: bool, unused: set = frozenset()) -> Source:
+    """The params keys behind a run: its `runs` entry, or that entry key by key where part of it does not count
+    (a scratch baseline ignores its student's teacher and distill; a run trained once per seed ignores its list
+    of seeds, so adding a seed re-runs none of the others). The teacher link needs no key: it is the teacher's
+    checkpoint, a stage input. No run depends on the `seed` or `seeds` default it overrides."""
+    if not replicated and not unused:
+        return Source(entry, (f"runs.{entry}",), frozenset({"seeds"}))
+    unused = frozenset(unused) | ({"seed", "seeds"} if replicated else {"seeds"})
+    return Source(entry, tuple(".".join(("runs", entry) + path) for path in leaves(raw_run) if path[0] not in unused),
+                  unused)
+
+
+def _one_run_per_seed(written: dict[str, Run]) -> tuple[dict[str, Run], dict[str, dict[int, str]], list[str]]:
+    """Expand every run with `seeds` into one run per seed; a student's seed-k run learns from its teacher's."""
+    replicas = {name: ({s: f"{name}_s{s}" for s in run.seeds} if run.seeds else {run.seed: name})
+                for name, run in written.items()}
+    runs, problems = {}, []
+    for name, run in written.items():
+        for seed, member in replicas[name].items():
+            teacher = None
+            if run.teacher is not None:
+                taught = replicas[run.teacher]
+                if written[run.teacher].seeds is None:
+                    teacher = next(iter(taught.values()))
+                elif run.seeds is not None and seed in taught:
+                    teacher = taught[seed]
+                else:
+                    problems.append(f"runs.{name}.seeds: teacher '{run.teacher}' runs seeds {list(taught)}; give "
+                                    f"'{name}' seeds from those, so each seed learns from its own teacher")
+                    break
+            if member != name and member in written:
+                problems.append(f"runs.{member}: the name is taken by seed {seed} of '{name}'; rename it")
+            runs[member] = run.model_copy(update={"seed": seed, "seeds": None, "teacher": teacher})
+    return runs, replicas, problems
+
+
+def _cross_check(params: Params, runs: dict[str, Run]) -> list[str]:
+    problems = []
+    if not runs:
         problems.append("runs: no runs defined")
-    for name, run in params.runs.items():
+    for name, run in runs.items():
         if run.dataset not in params.datasets:
             problems.append(f"runs.{name}.dataset: unknown dataset '{run.dataset}'"
                             f"{_suggest(run.dataset, params.datasets)} (defined: {', '.join(params.datasets)})")
         if run.teacher is None:
             continue
-        teacher = params.runs.get(run.teacher)
+        teacher = runs.get(run.teacher)
         if teacher is None:
-            problems.append(f"runs.{name}.teacher: '{run.teacher}' names no run{_suggest(run.teacher, params.runs)}")
+            problems.append(f"runs.{name}.teacher: '{run.teacher}' names no run{_suggest(run.teacher, runs)}")
         elif teacher.dataset != run.dataset:
             problems.append(f"runs.{name}.teacher: '{run.teacher}' trains on '{teacher.dataset}', "
                             f"but '{name}' on '{run.dataset}'")
+    problems += _report_roles(params.report, params.chains, runs)
     if not problems:
-        problems += _cycles(params)
+        problems += _cycles(runs)
     return problems
 
 
-def _cycles(params: Params) -> list[str]:
-    for start in params.runs:
-        chain, node = [start], params.runs[start].teacher
+def _report_roles(report: Report, chains: dict, runs: dict[str, Run]) -> list[str]:
+    problems = []
+    if report.seed001 is not None:
+        for version in ("v1", "v2"):
+            name = getattr(report.seed001, version)
+            if name not in runs:
+                problems.append(f"report.seed001.{version}: '{name}' names no run{_suggest(name, runs)}")
+            elif runs[name].teacher is None:
+                problems.append(f"report.seed001.{version}: '{name}' has no teacher; name a distilled run")
+    if report.seed002 is not None and report.seed002.chain not in chains:
+        problems.append(f"report.seed002.chain: '{report.seed002.chain}' names no chain"
+                        f"{_suggest(report.seed002.chain, chains)}")
+    return problems
+
+
+def _cycles(runs: dict[str, Run]) -> list[str]:
+    for start in runs:
+        chain, node = [start], runs[start].teacher
         while node is not None:
             if node in chain:
                 loop = chain[chain.index(node):] + [node]
                 return [f"runs.{start}.teacher: teacher chain has a cycle: {' -> '.join(loop)}"]
             chain.append(node)
-            node = params.runs[node].teacher
+            node = runs[node].teacher
     return []
 
 

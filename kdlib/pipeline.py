@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from kdlib.config import Params, ancestors, load_params, sets
+from kdlib.config import Params, ancestors, leaves, load_params, sets
 from kdlib.errors import KDError
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
@@ -27,6 +27,15 @@ LAZY_IMPORT = re.compile(r"^kdlib(\.\w+)+:\w+$")
 REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables/teacher_student.md",
                   *(f"results/tables/seed000_table{i}.md" for i in (1, 2, 3)),
                   "results/figures/test_accuracy.png", "results/figures/seed000_curves.png")
+SEED001_OUTPUTS = (*(f"results/tables/seed001_table{i}.md" for i in (4, 6, 7, 8)), "results/figures/seed001_loss_curves.png")
+SEED002_OUTPUTS = ("results/tables/seed002_task1.md", "results/tables/seed002_task3.md",
+                   "results/figures/seed002_accuracy_params.png", "results/figures/seed002_predictions.png")
+
+
+def report_outputs(params: Params) -> list[str]:
+    """What the tables stage writes: seed 001's and 002's tables only where params.yaml names their runs."""
+    return [*REPORT_OUTPUTS, *(SEED001_OUTPUTS if params.report.seed001 else ()),
+            *(SEED002_OUTPUTS if params.report.seed002 else ())]
 
 
 @dataclass(frozen=True)
@@ -97,33 +106,31 @@ def _module_files(module: str, root: Path) -> list[str]:
     return files
 
 
-def _values(params: Params, keys: list[str]) -> str:
-    dumped = params.model_dump(mode="json")
-    picked = {}
-    for key in keys:
-        node = dumped
-        for part in key.split("."):
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        picked[key] = node
-    return json.dumps(picked, sort_keys=True)
-
-
-def _leaves(tree: dict, prefix: tuple = ()) -> list[tuple]:
-    out = []
-    for key, value in tree.items():
-        out += _leaves(value, prefix + (key,)) if isinstance(value, dict) and value else [prefix + (key,)]
-    return out
-
-
-def _inherited(defaults: dict, run: dict) -> list[str]:
+def _inherited(defaults: dict, run: dict, unused: frozenset) -> list[str]:
     """The `defaults.<key>` params a run takes unchanged: editing any other default cannot affect it."""
-    return [".".join(("defaults",) + path) for path in _leaves(defaults) if not sets(run, path)]
+    return [".".join(("defaults",) + path) for path in leaves(defaults) if not sets(run, path) and path[0] not in unused]
+
+
+def _run_keys(params: Params, raw: dict, name: str) -> list[str]:
+    """The params-file keys that define a run and every run upstream of it (so DVC re-runs it when they change)."""
+    keys = {f"datasets.{params.runs[name].dataset}"}
+    for n in [name, *ancestors(params, name)]:
+        source = params.sources[n]
+        keys.update(source.keys)
+        keys.update(_inherited(raw.get("defaults") or {}, raw["runs"][source.entry] or {}, source.unused))
+    return sorted(keys)
+
+
+def _run_values(params: Params, name: str) -> str:
+    """The resolved recipe of a run and of its teachers: Snakemake re-runs the job when this text changes."""
+    upstream = [name, *ancestors(params, name)]
+    return json.dumps({"dataset": params.datasets[params.runs[name].dataset].model_dump(mode="json"),
+                       "runs": {n: params.runs[n].model_dump(mode="json") for n in upstream}}, sort_keys=True)
 
 
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
     params = params or load_params(params_file)
     raw = yaml.safe_load(Path(params_file).read_text())
-    defaults = raw.get("defaults") or {}
     out: list[Stage] = []
     for ds in params.datasets:
         if not any(r.dataset == ds for r in params.runs.values()):
@@ -132,13 +139,10 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         source = [params.datasets[ds].path] if params.datasets[ds].source == "imagefolder" else []
         out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds, code_deps("stages/prepare.py") + source,
                          outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
-                         params=keys, values=_values(params, keys)))
+                         params=keys, values=params.datasets[ds].model_dump_json()))
     for name, run in params.runs.items():
         data = dataset_dir(run.dataset)
-        chain = [name, *ancestors(params, name)]
-        inherited = sorted({k for n in chain for k in _inherited(defaults, raw["runs"][n] or {})})
-        keys = [f"datasets.{run.dataset}", *inherited, *(f"runs.{n}" for n in chain)]
-        folder, values = run_dir(name), _values(params, keys)
+        keys, values, folder = _run_keys(params, raw, name), _run_values(params, name), run_dir(name)
         all_data = [str(data / f) for f in ("train.pt", "test.pt", "meta.json")]
         test_data = all_data[1:]
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
@@ -154,12 +158,14 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
                          code_deps("stages/evaluate.py") + test_data + [str(inference_checkpoint(name, run.block_type))],
                          metrics=[str(folder / "eval.json")], params=keys, values=values))
-    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs") if k in raw]
+    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report") if k in raw]
     results = [str(run_dir(n) / f) for n, r in params.runs.items()
                for f in ("metrics.json", "history.csv", "eval.json") + (("fuse.json",) if r.block_type == "acb" else ())]
-    metas = [str(dataset_dir(ds) / "meta.json") for ds in sorted({r.dataset for r in params.runs.values()})]
-    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + metas + results,
-                     reports=list(REPORT_OUTPUTS), params=keys, values=_values(params, keys)))
+    # The test images too: the prediction figure shows some of them.
+    data = [str(dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
+            for f in ("meta.json", "test.pt")]
+    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + data + results,
+                     reports=report_outputs(params), params=keys, values=params.model_dump_json()))
     return out
 
 

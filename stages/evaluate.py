@@ -6,7 +6,7 @@ from kdlib.data.prepared import load_prepared, test_loader
 from kdlib.engine.atomic import atomic_write_text
 from kdlib.engine.checkpoint import load_model
 from kdlib.engine.device import pick_device
-from kdlib.engine.evaluate import evaluate
+from kdlib.engine.evaluate import evaluate, top3_samples
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 
@@ -22,7 +22,7 @@ def main(params, name):
     per_class = {c: 100.0 * hits[result["labels"] == i].float().mean().item() for i, c in enumerate(files.meta["classes"])}
     atomic_write_text(run_dir(name) / "eval.json", json.dumps(
         {"run": name, "checkpoint": checkpoint.name, "test_acc": result["acc"], "test_loss": result["loss"], "num_test": len(hits),
-         "per_class_acc": per_class}, indent=2))
+         "per_class_acc": per_class, "top3": top3_samples(result["logits"], result["labels"])}, indent=2))
     print(f"{name}: test acc {result['acc']:.2f}% on {len(hits)} images ({checkpoint})")
 
 

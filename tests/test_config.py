@@ -33,8 +33,8 @@ BAD = [
     (lambda r: r["runs"]["student"].update(model="lenet5b"),
      "runs.student.model: unknown model 'lenet5b' (did you mean 'lenet5bn'?)"),
     (lambda r: r["runs"]["student"].update(dataset="cifar"), "runs.student.dataset: unknown dataset 'cifar'"),
-    (lambda r: r["runs"]["student_kd"].update(teacher="techer"),
-     "runs.student_kd.teacher: 'techer' names no run (did you mean 'teacher'?)"),
+    (lambda r: r["runs"]["student_kd_feature"].update(teacher="techer"),
+     "runs.student_kd_feature.teacher: 'techer' names no run (did you mean 'teacher'?)"),
     (lambda r: r["runs"]["teacher"].update(teacher="student_kd"),
      "runs.teacher.teacher: teacher chain has a cycle: teacher -> student_kd -> teacher"),
     (lambda r: r["runs"]["teacher"].update(teacher="teacher"), "teacher chain has a cycle: teacher -> teacher"),
@@ -95,6 +95,40 @@ BAD = [
      "runs.student_kd.distill: schedule 'linear' needs 'alpha_end'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(alpha_end=0.1),
      "runs.student_kd.distill: 'alpha_end' only applies to schedule 'linear' (schedule is 'constant')"),
+    # chains
+    (lambda r: r["chains"]["progressive"].append("gen4"), "chains.progressive: 'gen4' names no run"),
+    (lambda r: r["chains"]["progressive"].append("teacher"), "chains.progressive: 'teacher' appears twice"),
+    (lambda r: r["chains"].update(solo=["teacher"]), "chains.solo: List should have at least 2 items"),
+    (lambda r: r.update(chains=["teacher", "student"]), "chains: must be a mapping of keys, not list"),
+    (lambda r: r["chains"]["progressive"].append({"gen4": 1}), "chains.progressive.3: Input should be a valid string"),
+    (lambda r: r["runs"]["gen3"].update(teacher="student_acb"),
+     "runs.gen3.teacher: 'student_acb' is not an earlier generation of chain 'progressive' (teacher, student_kd)"),
+    (lambda r: r["chains"].update(other=["student", "gen3"]),
+     "chains.other: 'gen3' is already a student in chain 'progressive'"),
+    (lambda r: r["runs"].update(gen3_scratch={"model": "lenet5bn", "width": 0.125}),
+     "runs.gen3_scratch: chain 'progressive' needs this name for the scratch baseline of 'gen3'"),
+    # seeds
+    (lambda r: r["runs"]["student_kd_v2"].update(seed=3),
+     "runs.student_kd_v2: give 'seed' (one run) or 'seeds' (one run per seed), not both"),
+    (lambda r: r["runs"]["student_kd_v2"].update(seeds=[0, 0]), "runs.student_kd_v2.seeds: each seed once (got [0, 0])"),
+    (lambda r: r["defaults"].update(seeds=[0, 1]), "defaults: give 'seed' (one run) or 'seeds' (one run per seed), not both"),
+    (lambda r: r["runs"]["student_kd_v2"].update(seeds=[-1]),
+     "runs.student_kd_v2.seeds.0: Input should be greater than or equal to 0"),
+    (lambda r: r["runs"]["student_kd_v2"].update(seeds=[]), "runs.student_kd_v2.seeds: List should have at least 1 item"),
+    (lambda r: r["runs"]["teacher"].update(seeds=[0, 1]),
+     "runs.student_kd.seeds: teacher 'teacher' runs seeds [0, 1]; give 'student_kd' seeds from those"),
+    (lambda r: r["runs"]["teacher"].update(seeds=[1, 2]),
+     "runs.student_kd_v2.seeds: teacher 'teacher' runs seeds [1, 2]; give 'student_kd_v2' seeds from those"),
+    (lambda r: r["runs"].update(student_kd_v2_s1={"model": "lenet5bn"}),
+     "runs.student_kd_v2_s1: the name is taken by seed 1 of 'student_kd_v2'; rename it"),
+    # report roles
+    (lambda r: r["report"]["seed001"].update(v1="studnt_kd"),
+     "report.seed001.v1: 'studnt_kd' names no run (did you mean 'student_kd'?)"),
+    (lambda r: r["report"]["seed001"].update(v2="student"), "report.seed001.v2: 'student' has no teacher"),
+    (lambda r: r["report"]["seed002"].update(chain="progresive"),
+     "report.seed002.chain: 'progresive' names no chain (did you mean 'progressive'?)"),
+    (lambda r: r["report"].update(seed003={}), "report.seed003: unknown key"),
+    (lambda r: r["report"]["seed001"].update(v2="student_kd"), "report.seed001: v1 and v2 name the same run"),
 ]
 
 
@@ -125,3 +159,45 @@ def test_stage_exits_with_one_line_and_writes_nothing(tmp_path, tiny_raw):
         f"resnet8x4, resnet32x4, wrn_16_2, wrn_40_2, mobilenetv2, resnet18, resnet34, resnet101, efficientnetv2_s, "
         f"efficientnetv2_l)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_chain_sets_teachers_and_adds_scratch_baselines():
+    params = load_params(TINY)  # chain teacher -> student_kd -> gen3
+    assert params.runs["gen3"].teacher == "student_kd" and params.runs["gen3"].distill.alpha == 0.9
+    scratch = params.runs["gen3_scratch"]
+    assert scratch.teacher is None and scratch.distill is None and (scratch.model, scratch.width) == ("lenet5bn", 0.25)
+    # student_kd's recipe is `student`'s: that run is its baseline, no second copy is trained.
+    assert "student_kd_scratch" not in params.runs
+    assert params.sources["gen3_scratch"].keys == ("runs.gen3.model", "runs.gen3.width")
+    # gen3's teacher link is its teacher's checkpoint (a stage dependency), not a params key.
+    assert params.sources["gen3"].keys == ("runs.gen3",)
+
+
+def test_empty_sections_may_be_left_blank(tiny_raw):
+    tiny_raw.update(chains=None, report=None)
+    for key in ("gen3", "student_kd_v2"):
+        tiny_raw["runs"].pop(key)
+    params = validate(tiny_raw)
+    assert params.chains == {} and params.report.seed001 is None
+
+
+def test_a_chain_student_may_name_any_earlier_generation(tiny_raw):
+    tiny_raw["runs"]["gen3"]["teacher"] = "teacher"
+    assert validate(tiny_raw).runs["gen3"].teacher == "teacher"
+
+
+def test_seeds_expand_into_one_run_each_learning_from_its_seeds_teacher(tiny_raw):
+    params = validate(tiny_raw)
+    assert params.replicas["student_kd_v2"] == {0: "student_kd_v2_s0", 1: "student_kd_v2_s1"}
+    assert "student_kd_v2" not in params.runs and params.written["student_kd_v2"].seeds == [0, 1]
+    assert [params.runs[f"student_kd_v2_s{s}"].seed for s in (0, 1)] == [0, 1]
+    assert params.runs["student_kd_v2_s1"].teacher == "teacher"  # a one-seed teacher teaches every seed
+    tiny_raw["runs"]["teacher"]["seeds"] = [0, 1, 2]
+    for name in ("student_kd", "student_kd_feature"):
+        tiny_raw["runs"][name]["seeds"] = [2]
+    tiny_raw["runs"]["gen3"]["seeds"] = [2]
+    params = validate(tiny_raw)
+    assert params.runs["student_kd_v2_s1"].teacher == "teacher_s1"
+    assert params.runs["gen3_s2"].teacher == "student_kd_s2" and params.runs["student_kd_s2"].teacher == "teacher_s2"
+    assert params.replicas["gen3_scratch"] == {2: "gen3_scratch_s2"}
+    assert params.sources["teacher_s1"] == params.sources["teacher_s0"]

@@ -30,7 +30,8 @@ def table_rows(path):
 
 def test_tables_hold_the_computed_metrics(finished):
     rows = table_rows(finished / "results/tables/runs.md")
-    assert set(rows) == {"teacher", "student", "student_acb", "student_kd", "student_kd_feature"}
+    assert set(rows) == {"teacher", "student", "student_acb", "student_kd", "student_kd_feature", "student_kd_v2_s0",
+                         "student_kd_v2_s1", "gen3", "gen3_scratch"}
     for name, row in rows.items():
         metrics = json.loads((finished / f"results/runs/{name}/metrics.json").read_text())
         evaluation = json.loads((finished / f"results/runs/{name}/eval.json").read_text())
@@ -39,7 +40,8 @@ def test_tables_hold_the_computed_metrics(finished):
         assert evaluation["test_acc"] == pytest.approx(metrics["final"]["test_acc"], abs=1e-9)
         assert row["eval top-1 (%)"] == f"{evaluation['test_acc']:.2f}"
         assert row["best top-1 (%)"] == f"{metrics['best']['test_acc']:.2f}"
-        assert row["epochs"] == str(metrics["epochs"]) and row["dataset"] == "digits" and row["seed"] == "0"
+        assert row["epochs"] == str(metrics["epochs"]) and row["dataset"] == "digits"
+        assert row["seed"] == str(metrics["seed"]) == ("1" if name.endswith("_s1") else "0")
         assert evaluation["num_test"] == 359 and 20 < evaluation["test_acc"] <= 100
     assert rows["teacher"]["model"] == "cifar_quick" and rows["student_kd"]["teacher"] == "teacher"
     assert rows["teacher"]["blocks"] == "acb" and rows["student"]["blocks"] == "base"
@@ -54,7 +56,7 @@ def test_tables_hold_the_computed_metrics(finished):
 
     report = (finished / "results/report.md").read_text()
     assert "# Results: `tiny` profile" in report and "scikit-learn digits" in report
-    assert "1438 train / 359 test images" in report and "Budget: 3, 4 epochs per run; seed(s): 0." in report
+    assert "1438 train / 359 test images" in report and "Budget: 3, 4 epochs per run; seed(s): 0, 1." in report
     assert (finished / "results/figures/test_accuracy.png").stat().st_size > 10_000
 
 
@@ -129,16 +131,51 @@ def edited(ws, edit):
 
 def test_default_edit_spares_runs_that_override_it(finished):
     snake, dvc, _, _ = edited(finished, lambda raw: raw["defaults"].update(epochs=5))
-    expected = {"train_student", "evaluate_student", "train_student_acb", "fuse_student_acb", "evaluate_student_acb",
-                "train_student_kd", "evaluate_student_kd", "train_student_kd_feature", "evaluate_student_kd_feature",
-                "tables"}
+    expected = {f"{stage}_{run}" for run in ("student", "student_kd", "student_kd_feature", "student_kd_v2_s0",
+                                             "student_kd_v2_s1", "gen3", "gen3_scratch") for stage in ("train", "evaluate")}
+    expected |= {"train_student_acb", "fuse_student_acb", "evaluate_student_acb", "tables"}
     assert snake == expected and dvc == expected  # the teacher sets its own epochs
+
+
+def test_distill_edit_spares_the_scratch_baseline(finished):
+    snake, dvc, _, _ = edited(finished, lambda raw: raw["runs"]["gen3"].update(distill={"alpha": 0.5}))
+    assert snake == dvc == {"train_gen3", "evaluate_gen3", "tables"}
+
+
+def test_seed001_and_seed002_tables_hold_the_computed_metrics(finished):
+    v2 = [acc(finished, f"student_kd_v2_s{s}") for s in (0, 1)]
+    teacher, v1 = acc(finished, "teacher"), acc(finished, "student_kd")
+    mean, std = sum(v2) / 2, abs(v2[0] - v2[1]) / 2 ** 0.5
+    t6 = table_rows(finished / "results/tables/seed001_table6.md")
+    assert t6["Student"]["run"] == "student_kd_v2" and t6["Student"]["top-1 (%)"] == f"{mean:.2f} ± {std:.2f} (n=2)"
+    assert t6["Teacher"]["top-1 (%)"] == f"{teacher:.2f}"
+    t4 = table_rows(finished / "results/tables/seed001_table4.md")
+    assert t4["Student"]["gap from teacher (pts)"] == f"{v1 - teacher:+.2f}"
+    t7 = table_rows(finished / "results/tables/seed001_table7.md")
+    assert t7["Accuracy (%)"]["improvement"] == f"{mean - v1:+.2f} ± {std:.2f} (n=2)"
+    t3 = table_rows(finished / "results/tables/seed002_task3.md")
+    assert [row["run"] for row in t3.values()] == ["teacher", "student_kd", "gen3"]
+    assert t3["3"]["top-1 (%)"] == f"{acc(finished, 'gen3'):.2f}"
+    assert t3["3"]["scratch top-1 (%)"] == f"{acc(finished, 'gen3_scratch'):.2f}"
+    assert t3["2"]["teacher"] == "teacher" and t3["3"]["teacher"] == "student_kd"
+    t1 = table_rows(finished / "results/tables/seed002_task1.md")
+    assert (t1["distilled"]["run"], t1["scratch"]["run"]) == ("student_kd", "student")
+    report = (finished / "results/report.md").read_text()
+    for heading in ("## Seed 001", "### Table 7", "## Seed 002", "### Task 3", "![predictions]"):
+        assert heading in report
+    for figure in ("seed001_loss_curves", "seed002_accuracy_params", "seed002_predictions"):
+        assert (finished / f"results/figures/{figure}.png").stat().st_size > 10_000
+    top3 = json.loads((finished / "results/runs/student_kd/eval.json").read_text())["top3"]
+    assert len(top3) == 24 and all(len(s["classes"]) == 3 and s["probs"] == sorted(s["probs"], reverse=True)
+                                   for s in top3)
 
 
 def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
     snake, dvc, single, dvc_single = edited(finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}))
-    expected = {"train_teacher", "fuse_teacher", "evaluate_teacher", "train_student_kd", "evaluate_student_kd",
-                "train_student_kd_feature", "evaluate_student_kd_feature", "tables"}
+    # Its students, every seed of them, and gen3, which learns from one of them.
+    expected = {"train_teacher", "fuse_teacher", "evaluate_teacher", "tables"}
+    expected |= {f"{stage}_{run}" for run in ("student_kd", "student_kd_feature", "student_kd_v2_s0", "student_kd_v2_s1",
+                                              "gen3") for stage in ("train", "evaluate")}
     assert snake == expected and dvc == expected
     assert single == {"train_teacher"}
     assert "train_teacher:" in dvc_single and "evaluate_teacher" not in dvc_single

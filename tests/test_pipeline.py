@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from kdlib.pipeline import code_deps, render_dvc_yaml, stages
-from tests.conftest import BIN, REPO, make_workspace, run
+from kdlib.config import load_params
+from kdlib.pipeline import _inherited, code_deps, render_dvc_yaml, stages
+from tests.conftest import BIN, REPO, TINY, make_workspace, run
 
 
 def test_committed_dvc_yaml_is_up_to_date():
@@ -73,7 +74,41 @@ def test_teacher_feeds_students_through_its_fuse_stage(tmp_path):
         assert ("train_teacher", "train_student_kd") not in edges
 
 
-@pytest.mark.parametrize("profile", ["configs/cifar10_seed000.yaml", "configs/cifar100.yaml"])
+def test_three_generation_chain_and_seeds_in_the_dag(tmp_path):
+    ws = make_workspace(tmp_path, REPO / "configs/tiny.yaml")  # chain: teacher -> student_kd -> gen3
+    snake_nodes, snake_edges = snakemake_graph(ws)
+    _, dvc_edges = dvc_graph(ws)
+    for edges in (snake_edges, dvc_edges):
+        assert {("fuse_teacher", "train_student_kd"), ("train_student_kd", "train_gen3"),
+                ("fuse_teacher", "train_student_kd_v2_s0"), ("fuse_teacher", "train_student_kd_v2_s1")} <= edges
+        # Scratch baselines need only the data, and the seeds of one run are independent nodes.
+        assert {e for e in edges if e[1] in ("train_gen3_scratch", "train_student")} == {
+            ("prepare_digits", "train_gen3_scratch"), ("prepare_digits", "train_student")}
+        assert not {e for e in edges if "student_kd_v2_s0" in e[0] and "student_kd_v2_s1" in e[1]}
+    assert {"train_gen3_scratch", "evaluate_gen3_scratch", "train_student_kd_v2_s0", "train_student_kd_v2_s1"} <= snake_nodes
+    assert "train_student_kd_scratch" not in snake_nodes  # `student` already is its baseline
+
+
+def test_chain_stage_params_track_what_defines_each_run():
+    by_name = {s.name: s for s in stages(str(REPO / "configs/tiny.yaml"))}
+    assert {"runs.gen3", "runs.student_kd", "runs.teacher"} <= set(by_name["train_gen3"].params)
+    # The scratch baseline follows gen3's model and width, not its teacher or distillation settings.
+    scratch = by_name["train_gen3_scratch"].params
+    assert "runs.gen3.model" in scratch and "runs.gen3.width" in scratch
+    assert not {k for k in scratch if k.startswith(("chains", "runs.student_kd", "runs.teacher")) or k == "runs.gen3"}
+    # Every seed's run follows the run's recipe, key by key, but not its list of seeds (adding a seed re-runs
+    # nothing already trained) nor the seed in defaults, which it overrides (its teacher's seed still counts).
+    seeded = by_name["train_student_kd_v2_s0"].params
+    assert seeded == by_name["train_student_kd_v2_s1"].params
+    assert {"runs.student_kd_v2.model", "runs.student_kd_v2.distill.alpha", "runs.student_kd_v2.mix.cutmix_alpha"} <= set(seeded)
+    assert not {k for k in seeded if k.startswith("runs.student_kd_v2.seeds")}
+    own = load_params(TINY).sources["student_kd_v2_s0"].unused
+    assert _inherited({"seed": 0, "epochs": 3}, {"seeds": [0, 1]}, own) == ["defaults.epochs"]
+    assert '"seed": 1' in by_name["train_student_kd_v2_s1"].values
+
+
+@pytest.mark.parametrize("profile", ["configs/cifar10_seed000.yaml", "configs/cifar100.yaml", "configs/seed001_cifar100.yaml",
+                                     "configs/seed002_cifar100.yaml"])
 def test_paper_profiles_dry_run(profile):
     out = run([str(BIN / "snakemake"), "-n", "--config", f"params={profile}"], REPO)
     assert re.search(r"^total\s+\d+", out.stdout, re.M), out.stdout[-500:]

@@ -8,7 +8,7 @@ from torch import nn
 
 from kdlib.config import Augment, ColorJitter, Distill, Mix, RandomErasing
 from kdlib.data.mixing import batch_mixer
-from kdlib.data.prepared import AugmentedSet
+from kdlib.data.prepared import AugmentedSet, DatasetFiles, train_loader
 from kdlib.data.sources import Split
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.precision import autocast
@@ -85,6 +85,25 @@ def test_augmentations_run_in_order_and_are_seeded():
     for image in first:
         zero_share = (image == 0).all(0).float().mean().item()
         assert 0.1 <= zero_share <= 0.3
+
+
+def test_loader_workers_augment_reproducibly():
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    meta = {"image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3, "classes": list("ab")}
+    files = DatasetFiles(Split(images, torch.arange(32) % 2), Split(images, torch.arange(32) % 2), meta)
+
+    def epoch(workers):
+        augment = Augment(crop_padding=2, hflip=True, autoaugment=True, workers=workers)
+        torch.manual_seed(7)  # the trainer seeds every epoch like this; workers must not depend on later draws
+        batches = list(train_loader(files, augment, 8, torch.Generator().manual_seed(3)))
+        torch.rand(1)
+        return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+    (a, la), (b, lb) = epoch(2), epoch(2)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    c, lc = epoch(0)
+    assert torch.equal(la, lc)  # the same shuffling; only the augmentation's random stream differs
+    assert not torch.equal(a, c)
 
 
 def test_bf16_autocast_on_cpu_and_fp16_needs_cuda():

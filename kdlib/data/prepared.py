@@ -92,7 +92,7 @@ class AugmentedSet(Dataset):
 
 def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, generator: torch.Generator) -> DataLoader:
     return DataLoader(AugmentedSet(files.train, files.meta, augment), batch_size=batch_size, shuffle=True,
-                      generator=generator, drop_last=False)
+                      generator=generator, drop_last=False, num_workers=augment.workers)
 
 
 def test_loader(files: DatasetFiles, batch_size: int) -> DataLoader:

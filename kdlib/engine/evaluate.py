@@ -22,3 +22,13 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     predictions = logits.argmax(1)
     return {"loss": total_loss / len(labels), "acc": 100.0 * (predictions == labels).float().mean().item(),
             "logits": logits, "predictions": predictions, "labels": labels}
+
+
+def top3_samples(logits: torch.Tensor, labels: torch.Tensor, count: int = 24) -> list[dict]:
+    """Top-3 classes and confidences on `count` test images spread evenly over the split, so that the
+    prediction figure can compare runs on the same images without loading their models again."""
+    probs = logits.float().softmax(1)
+    conf, cls = probs.topk(min(3, probs.shape[1]), dim=1)
+    picks = torch.linspace(0, len(labels) - 1, min(count, len(labels))).round().long().unique()
+    return [{"index": int(i), "label": int(labels[i]), "classes": cls[i].tolist(),
+             "probs": [round(p, 5) for p in conf[i].tolist()]} for i in picks]

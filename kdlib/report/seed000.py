@@ -12,6 +12,7 @@ import matplotlib
 from tabulate import tabulate
 
 from kdlib.config import Params, Run
+from kdlib.report.results import Results, Values, cell, combine
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -40,12 +41,15 @@ def _recipe(run: Run) -> dict:
 
 
 def find_pairs(params: Params) -> list[Pair]:
+    # The scratch baselines a chain adds belong to seed 002's tables; without them, its students pair with no one.
+    candidates = {name: run for name, run in params.written.items()
+                  if params.sources[next(iter(params.replicas[name].values()))].entry == name}
     pairs = []
-    for name, run in params.runs.items():
+    for name, run in candidates.items():
         if run.teacher is not None or run.block_type != "base":
             continue
         pair = Pair(name)
-        for other, o in params.runs.items():
+        for other, o in candidates.items():
             if other == name or _recipe(o) != _recipe(run):
                 continue
             if o.teacher is None and o.block_type == "acb":
@@ -58,12 +62,13 @@ def find_pairs(params: Params) -> list[Pair]:
     return pairs
 
 
-def _acc(results: dict, name: str | None) -> float | None:
-    return results[name]["eval"]["test_acc"] if name else None
+def _acc(res: Results, name: str | None) -> Values | None:
+    return res.acc(name) if name else None
 
 
-def _cell(x: float | None, signed: bool = False) -> str:
-    return "-" if x is None else (f"{x:+.2f}" if signed else f"{x:.2f}")
+def _gain(a: Values | None, b: Values | None) -> str:
+    """a - b, seed by seed."""
+    return "-" if a is None or b is None else cell(combine(lambda x, y: x - y, a, b), "+.2f")
 
 
 def _published(table: dict, model: str, n: int) -> list[str]:
@@ -71,28 +76,28 @@ def _published(table: dict, model: str, n: int) -> list[str]:
     return [row[0], *(f"{v:.2f}" for v in row[1:])] if row else ["-"] * (n + 1)
 
 
-def table1(params: Params, pairs: list[Pair], results: dict) -> str:
+def table1(params: Params, pairs: list[Pair], res: Results) -> str:
     """Student vs teacher: the student's scratch Top-1, the (fused) teacher's, and the gap."""
     rows = []
     for p in (p for p in pairs if p.teacher):
-        student, teacher = _acc(results, p.baseline), _acc(results, p.teacher)
-        model = params.runs[p.baseline].model
-        rows.append([p.baseline, p.teacher, _cell(student), _cell(teacher), _cell(teacher - student, True),
+        student, teacher = _acc(res, p.baseline), _acc(res, p.teacher)
+        model = params.written[p.baseline].model
+        rows.append([p.baseline, p.teacher, cell(student), cell(teacher), _gain(teacher, student),
                      *_published(SEED_TABLE1, model, 3)])
     return _tabulate(rows, ["student run", "teacher run", "student top-1", "teacher top-1", "top-1 ↑",
                             *_seed_columns("model", "student", "teacher", "top-1 ↑")])
 
 
-def table2(params: Params, pairs: list[Pair], results: dict) -> str:
-    """Baseline vs ACB (evaluated fused), with the fusion check and inference latency per batch."""
+def table2(params: Params, pairs: list[Pair], res: Results) -> str:
+    """Baseline vs ACB (evaluated fused), with the fusion check and inference latency per batch (first seed)."""
     rows = []
     for p in (p for p in pairs if p.acb):
-        base, acb = _acc(results, p.baseline), _acc(results, p.acb)
-        fuse = results[p.acb]["fuse"]
+        base, acb = _acc(res, p.baseline), _acc(res, p.acb)
+        fuse = res.first(p.acb)["fuse"]
         ms = fuse["latency_ms_per_batch"]
-        model = params.runs[p.baseline].model
+        model = params.written[p.baseline].model
         same = f"{fuse['fused_test_acc']:.2f} = {fuse['unfused_test_acc']:.2f}"  # fuse stage fails unless equal
-        rows.append([p.baseline, p.acb, _cell(base), _cell(acb), _cell(acb - base, True), same,
+        rows.append([p.baseline, p.acb, cell(base), cell(acb), _gain(acb, base), same,
                      f"{ms['unfused']:.2f}", f"{ms['fused']:.2f}", f"{ms['plain']:.2f}",
                      *_published(SEED_TABLE2, model, 3)])
     return _tabulate(rows, ["baseline run", "ACB run", "baseline top-1", "ACNet top-1 (fused)", "top-1 ↑",
@@ -100,15 +105,14 @@ def table2(params: Params, pairs: list[Pair], results: dict) -> str:
                             *_seed_columns("model", "baseline", "ACNet", "top-1 ↑")])
 
 
-def table3(params: Params, pairs: list[Pair], results: dict) -> str:
+def table3(params: Params, pairs: list[Pair], res: Results) -> str:
     """Baseline vs KD from logits and from features."""
     rows = []
     for p in (p for p in pairs if p.teacher):
-        base = _acc(results, p.baseline)
-        logits, feature = _acc(results, p.kd.get("logits")), _acc(results, p.kd.get("feature"))
-        gain = [_cell(None if v is None else v - base, True) for v in (logits, feature)]
-        rows.append([p.baseline, p.teacher, _cell(base), _cell(logits), gain[0], _cell(feature), gain[1],
-                     *_published(SEED_TABLE3, params.runs[p.baseline].model, 3)])
+        base = _acc(res, p.baseline)
+        logits, feature = _acc(res, p.kd.get("logits")), _acc(res, p.kd.get("feature"))
+        rows.append([p.baseline, p.teacher, cell(base), cell(logits), _gain(logits, base), cell(feature),
+                     _gain(feature, base), *_published(SEED_TABLE3, params.written[p.baseline].model, 3)])
     return _tabulate(rows, ["baseline run", "teacher run", "baseline top-1", "KD-logits top-1", "KD-logits ↑",
                             "KD-feature top-1", "KD-feature ↑",
                             *_seed_columns("model", "baseline", "KD-logits", "KD-feature")])
@@ -124,9 +128,9 @@ def _tabulate(rows: list[list], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def curves_figure(params: Params, pairs: list[Pair], results: dict, path: Path) -> None:
-    """Test accuracy per epoch of baseline, ACB, KD-logits and KD-feature, one panel per pair, with the
-    alpha phases of the KD runs shaded (feature KD cannot classify while alpha = 1: its head gets no loss)."""
+def curves_figure(params: Params, pairs: list[Pair], res: Results, path: Path) -> None:
+    """Test accuracy per epoch of baseline, ACB, KD-logits and KD-feature (first seed), one panel per pair, with
+    the alpha phases of the KD runs shaded (feature KD cannot classify while alpha = 1: its head gets no loss)."""
     shown = [p for p in pairs if p.teacher or p.acb]
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(4.6 * max(1, len(shown)), 3.8), squeeze=False)
     for ax, p in zip(axes[0], shown):
@@ -134,14 +138,14 @@ def curves_figure(params: Params, pairs: list[Pair], results: dict, path: Path) 
                 ("KD-feature", p.kd.get("feature")), ("KD-logits MSE", p.kd.get("logits_mse"))]
         for label, name in runs:
             if name:
-                h = results[name]["history"]
+                h = res.first(name)["history"]
                 ax.plot(h["epoch"], h["test_acc"], marker="o", markersize=3, label=label)
         kd = next(iter(p.kd.values()), None)
-        if kd and "alpha" in results[kd]["history"]:
-            h = results[kd]["history"]
+        if kd and "alpha" in res.first(kd)["history"]:
+            h = res.first(kd)["history"]
             for epoch, alpha in zip(h["epoch"], h["alpha"]):
                 ax.axvspan(epoch - 0.5, epoch + 0.5, color="tab:purple", alpha=0.18 * alpha, lw=0)
-        ax.set_title(f"{params.runs[p.baseline].model} (teacher: {p.teacher or '-'})", fontsize=9)
+        ax.set_title(f"{params.written[p.baseline].model} (teacher: {p.teacher or '-'})", fontsize=9)
         ax.set_xlabel("epoch (shade: KD weight alpha)")
         ax.set_ylabel("test top-1 (%)")
         ax.grid(alpha=0.3)

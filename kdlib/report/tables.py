@@ -10,70 +10,57 @@ from tabulate import tabulate
 
 from kdlib.config import Params
 from kdlib.engine.atomic import atomic_write_text
-from kdlib.paths import RESULTS, dataset_dir, run_dir
-from kdlib.report import seed000
+from kdlib.paths import RESULTS, dataset_dir
+from kdlib.report import seed000, seed001, seed002
+from kdlib.report.results import Results, cell, combine, scratch_baseline
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 
 
-def _read(name: str, acb: bool) -> dict:
-    folder = run_dir(name)
-    return {"metrics": json.loads((folder / "metrics.json").read_text()),
-            "eval": json.loads((folder / "eval.json").read_text()),
-            "fuse": json.loads((folder / "fuse.json").read_text()) if acb else None,
-            "history": pd.read_csv(folder / "history.csv")}
-
-
-def _pct(x: float) -> str:
-    return f"{x:.2f}"
-
-
-def runs_table(params: Params, results: dict) -> str:
+def runs_table(params: Params, res: Results) -> str:
+    """Every trained run, one row per seed."""
     rows = []
     for name, run in params.runs.items():
-        m, e = results[name]["metrics"], results[name]["eval"]
+        m, e = res.by_run[name]["metrics"], res.by_run[name]["eval"]
         rows.append([name, run.model, run.width, run.block_type, run.teacher or "-", run.dataset, run.epochs, run.seed,
-                     f"{m['params'] / 1e6:.3f}", f"{m['flops'] / 1e6:.1f}", _pct(m["best"]["test_acc"]),
-                     m["best"]["epoch"], _pct(m["final"]["test_acc"]), _pct(e["test_acc"])])
+                     f"{m['params'] / 1e6:.3f}", f"{m['flops'] / 1e6:.1f}", f"{m['best']['test_acc']:.2f}",
+                     m["best"]["epoch"], f"{m['final']['test_acc']:.2f}", f"{e['test_acc']:.2f}"])
     return tabulate(rows, headers=["run", "model", "width", "blocks", "teacher", "dataset", "epochs", "seed", "params (M)",
                                    "MFLOPs", "best top-1 (%)", "best epoch", "final top-1 (%)", "eval top-1 (%)"],
                     tablefmt="github", disable_numparse=True)
 
 
-def _same_recipe(a, b) -> bool:
-    """Same model and training recipe; only the teacher may differ (the fair scratch baseline)."""
-    return a.model_dump(exclude={"teacher", "distill"}) == b.model_dump(exclude={"teacher", "distill"})
-
-
-def teacher_student_table(params: Params, results: dict) -> str:
-    """For every distilled run: its teacher, the scratch baseline of the same model if one exists, and the gaps."""
+def teacher_student_table(params: Params, res: Results) -> str:
+    """For every distilled run: its teacher, the scratch baseline of the same recipe if one exists, and the gaps."""
     rows = []
-    for name, run in params.runs.items():
+    for name, run in params.written.items():
         if run.teacher is None:
             continue
-        student = results[name]["eval"]["test_acc"]
-        teacher = results[run.teacher]["eval"]["test_acc"]
-        baseline = next((b for b, r in params.runs.items() if r.teacher is None and _same_recipe(r, run)), None)
-        base_acc = results[baseline]["eval"]["test_acc"] if baseline else None
-        rows.append([name, run.teacher, _pct(teacher), baseline or "-", _pct(base_acc) if baseline else "-",
-                     _pct(student), f"{student - base_acc:+.2f}" if baseline else "-", f"{teacher - student:+.2f}"])
+        student, teacher = res.acc(name), res.acc(run.teacher)
+        baseline = scratch_baseline(params, name)
+        gain = cell(combine(lambda s, b: s - b, student, res.acc(baseline)), "+.2f") if baseline else "-"
+        rows.append([name, run.teacher, cell(teacher), baseline or "-", cell(res.acc(baseline)) if baseline else "-",
+                     cell(student), gain, cell(combine(lambda t, s: t - s, teacher, student), "+.2f")])
     if not rows:
         return "_No distilled runs in this profile._"
     return tabulate(rows, headers=["student", "teacher", "teacher top-1 (%)", "scratch baseline", "baseline top-1 (%)",
-                                   "distilled top-1 (%)", "KD gain (pts)", "gap to teacher (pts)"], tablefmt="github", disable_numparse=True)
+                                   "distilled top-1 (%)", "KD gain (pts)", "gap to teacher (pts)"], tablefmt="github",
+                    disable_numparse=True)
 
 
-def accuracy_figure(params: Params, results: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in params.runs:
-        h = results[name]["history"]
-        ax.plot(h["epoch"], h["test_acc"], marker="o", markersize=3, label=name)
+def accuracy_figure(params: Params, res: Results, path: Path) -> None:
+    """Test accuracy per epoch of every written run, averaged over its seeds."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name in params.written:
+        curves = pd.concat([res.by_run[r]["history"].set_index("epoch")["test_acc"] for r in res.members(name).values()],
+                           axis=1).mean(axis=1)
+        ax.plot(curves.index, curves.values, marker="o", markersize=2, linewidth=1, label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylabel("test top-1 (%), mean over seeds")
     ax.set_title(f"Test accuracy per epoch ({params.profile} profile)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -90,34 +77,51 @@ def _dataset_lines(params: Params) -> list[str]:
 
 
 def write_report(params: Params) -> None:
-    results = {name: _read(name, run.block_type == "acb") for name, run in params.runs.items()}
+    res = Results(params)
     pairs = seed000.find_pairs(params)
-    tables = {"runs": runs_table(params, results), "teacher_student": teacher_student_table(params, results),
-              **{f"seed000_table{i}": table(params, pairs, results)
+    tables = {"runs": runs_table(params, res), "teacher_student": teacher_student_table(params, res),
+              **{f"seed000_table{i}": table(params, pairs, res)
                  for i, table in enumerate((seed000.table1, seed000.table2, seed000.table3), start=1)}}
+    if params.report.seed001:
+        tables |= {"seed001_table4": seed001.version_table(params, res, "v1"),
+                   "seed001_table6": seed001.version_table(params, res, "v2"),
+                   "seed001_table7": seed001.comparison_table(params, res),
+                   "seed001_table8": seed001.efficiency_table(params, res)}
+    if params.report.seed002:
+        tables |= {"seed002_task1": seed002.task1_table(params, res), "seed002_task3": seed002.task3_table(params, res)}
     for name, text in tables.items():
         atomic_write_text(RESULTS / "tables" / f"{name}.md", text + "\n")
-    accuracy_figure(params, results, RESULTS / "figures" / "test_accuracy.png")
-    seed000.curves_figure(params, pairs, results, RESULTS / "figures" / "seed000_curves.png")
+    figures = RESULTS / "figures"
+    accuracy_figure(params, res, figures / "test_accuracy.png")
+    seed000.curves_figure(params, pairs, res, figures / "seed000_curves.png")
     seeds = sorted({r.seed for r in params.runs.values()})
     budget = sorted({r.epochs for r in params.runs.values()})
     report = [f"# Results: `{params.profile}` profile", "", params.description, "",
               "All accuracies are top-1 on each dataset's test split (CIFAR practice: the test split is also the "
               "per-epoch validation split, so 'best' is an optimistic, reported-for-comparison figure; 'final' is the "
-              "honest one). FLOPs are PyTorch's FlopCounterMode count for one image (a multiply-add counts 2).", "",
+              "honest one). FLOPs are PyTorch's FlopCounterMode count for one image (a multiply-add counts 2). "
+              "A run given several seeds shows mean ± sample standard deviation over them, with their number n; "
+              "differences (gains, gaps) are taken seed by seed first.", "",
               "## Data", "", *_dataset_lines(params), "",
               f"Budget: {', '.join(map(str, budget))} epochs per run; seed(s): {', '.join(map(str, seeds))}.", "",
               "## Runs", "", tables["runs"], "",
               "## Teachers and students", "", tables["teacher_student"], "",
               "## Test accuracy per epoch", "", "![test accuracy](figures/test_accuracy.png)", "",
-              *_seed000_section(params, pairs, results, tables)]
+              *_seed000_section(params, pairs, res, tables)]
+    if params.report.seed001:
+        gaps = seed001.loss_curves_figure(params, res, figures / "seed001_loss_curves.png")
+        report += _seed001_section(params, tables, gaps)
+    if params.report.seed002:
+        seed002.accuracy_params_figure(params, res, figures / "seed002_accuracy_params.png")
+        seed002.prediction_figure(params, res, figures / "seed002_predictions.png")
+        report += _seed002_section(params, tables)
     atomic_write_text(RESULTS / "report.md", "\n".join(report))
 
 
-def _seed000_section(params: Params, pairs: list, results: dict, tables: dict) -> list[str]:
+def _seed000_section(params: Params, pairs: list, res: Results, tables: dict) -> list[str]:
     if not pairs:
         return []
-    acb = [results[n]["fuse"] for n, r in params.runs.items() if r.block_type == "acb"]
+    acb = [res.by_run[n]["fuse"] for n, r in params.runs.items() if r.block_type == "acb"]
     fused = (f"All {len(acb)} ACB runs were fused into plain convs and evaluated fused; on every test image "
              f"the fused model predicted the same class as the unfused one (largest logit difference "
              f"{max(f['max_abs_logit_diff'] for f in acb):.1e}). Latency: median ms per batch of "
@@ -136,3 +140,52 @@ def _seed000_section(params: Params, pairs: list, results: dict, tables: dict) -
             "While alpha = 1 (darkest shade), feature KD trains the convolutions on the teacher's feature map "
             "only and the classifier gets no loss, so its accuracy stays near chance until the labels come in "
             "(the seed's appendix).", "", "![seed 000 curves](figures/seed000_curves.png)", ""]
+
+
+def _recipe_line(params: Params, name: str) -> str:
+    run = params.written[name]
+    aug = run.augment
+    parts = [f"{run.optimizer.name} lr {run.optimizer.lr:g} wd {run.optimizer.weight_decay:g}",
+             (f"{run.schedule.warmup_epochs:g}-epoch linear warm-up, then " if run.schedule.warmup_epochs else "")
+             + run.schedule.name,
+             f"crop pad {aug.crop_padding}" if aug.crop_padding else "", "flip" if aug.hflip else "",
+             "AutoAugment" if aug.autoaugment else "", "colour jitter" if aug.color_jitter else "",
+             f"random erasing p {aug.random_erasing.p:g}" if aug.random_erasing else "",
+             f"mixup {run.mix.mixup_alpha:g} / cutmix {run.mix.cutmix_alpha:g}" if run.mix else "",
+             f"label smoothing {run.label_smoothing:g}" if run.label_smoothing else "",
+             f"KD alpha {run.distill.alpha:g}, T {run.distill.temperature:g}" if run.distill else "",
+             f"{run.epochs} epochs, batch {run.batch_size}"]
+    return f"`{name}`: " + ", ".join(p for p in parts if p)
+
+
+def _seed001_section(params: Params, tables: dict, gaps: dict) -> list[str]:
+    v1, v2 = params.report.seed001.v1, params.report.seed001.v2
+    return ["## Seed 001: one compact student, two recipes", "",
+            "The seed's columns are its CIFAR-100 numbers (EfficientNetV2-L teacher, EfficientNetV2-S student, 200 "
+            "epochs), for reference only where the data and models differ. Recipes:", "",
+            f"- version 1, {_recipe_line(params, v1)}", f"- version 2, {_recipe_line(params, v2)}", "",
+            "### Table 4: version 1", "", tables["seed001_table4"], "",
+            "### Table 6: version 2", "", tables["seed001_table6"], "",
+            "### Table 7: version 1 vs version 2", "", tables["seed001_table7"], "",
+            "### Table 8: efficiency", "", tables["seed001_table8"], "",
+            "### Training and validation loss", "",
+            "Training loss is the objective the student minimised (KD and label terms on augmented, mixed batches); "
+            "validation loss is cross-entropy on the test split. Generalisation gap at the last epoch (validation "
+            f"minus training): version 1 {gaps['v1']:+.2f}, version 2 {gaps['v2']:+.2f} (seed 001: 0.73 and 0.15).",
+            "", "![seed 001 loss curves](figures/seed001_loss_curves.png)", ""]
+
+
+def _seed002_section(params: Params, tables: dict) -> list[str]:
+    chain = params.chains[params.report.seed002.chain]
+    return ["## Seed 002: distillation chains (classification)", "",
+            f"Chain `{params.report.seed002.chain}`: {' -> '.join(chain)}; every student also trained from scratch "
+            "on its own recipe. The seed's columns are its CIFAR-100 numbers (ResNet101 -> MobileNetV2 -> "
+            "MobileNetV2 0.5x, 200 epochs), for reference only where data and models differ. Parameters are counted "
+            "as deployed (ACB runs fused).", "",
+            "### Task 1: distilled vs scratch", "", tables["seed002_task1"], "",
+            "### Task 3: generations", "", tables["seed002_task3"], "",
+            "![accuracy vs parameters](figures/seed002_accuracy_params.png)", "",
+            "### Predictions", "",
+            "Test images with the top-3 classes of the teacher, the student trained from scratch and the distilled "
+            "student; images where the students disagree come first.", "",
+            "![predictions](figures/seed002_predictions.png)", ""]

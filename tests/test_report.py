@@ -1,0 +1,120 @@
+"""Report tables from known results: mean ± std over seeds, seed-by-seed differences, seed 001 and 002 tables."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from kdlib.config import load_params
+from kdlib.report import seed001, seed002
+from kdlib.report.results import Results, cell, combine
+from kdlib.report.tables import teacher_student_table
+from tests.conftest import TINY
+from tests.test_end_to_end import table_rows
+
+
+def test_one_seed_prints_plainly_several_print_mean_std_and_count():
+    assert cell({0: 53.1}) == "53.10"
+    # mean 53, sample std sqrt((9 + 1 + 16) / 2) = sqrt(13) = 3.606
+    assert cell({0: 50.0, 1: 52.0, 2: 57.0}) == "53.00 ± 3.61 (n=3)"
+    assert cell({0: -4.0, 1: -6.0}, "+.2f") == "-5.00 ± 1.41 (n=2)"
+    assert cell({0: 93.75, 1: 95.0}, ".1f", "%") == "94.4% ± 0.9 (n=2)"  # the std at the mean's precision
+    assert cell(None) == "-" and cell({}) == "-" and cell({0: math.nan}) == "n/a"
+
+
+def test_differences_pair_seeds_and_a_shared_teacher_pairs_with_each():
+    student, teacher = {0: 70.0, 1: 72.0, 2: 74.0}, {None: 80.0}  # None: a run without seeds, shared by all
+    assert combine(lambda s, t: s - t, student, teacher) == {0: -10.0, 1: -8.0, 2: -6.0}
+    assert combine(lambda a, b: a - b, {0: 5.0, 1: 6.0, 2: 9.0}, {1: 1.0, 2: 2.0}) == {1: 5.0, 2: 7.0}
+    # A student with seeds [1] learns from its teacher's seed-1 run: only that pair counts.
+    assert combine(lambda s, t: s - t, {1: 70.0}, {0: 80.0, 1: 81.0, 2: 82.0}) == {1: -11.0}
+    assert combine(lambda a, b: a - b, {0: 1.0}, {3: 2.0}) == {}
+
+
+ACC = {"teacher": 80.0, "student": 60.0, "student_acb": 62.0, "student_kd": 70.0, "student_kd_feature": 65.0,
+       "student_kd_v2_s0": 74.0, "student_kd_v2_s1": 76.0, "gen3": 58.0, "gen3_scratch": 50.0}
+PARAMS = {"teacher": 200_000, "student": 50_000, "student_acb": 52_000, "student_kd": 50_000,
+          "student_kd_feature": 50_000, "student_kd_v2_s0": 50_000, "student_kd_v2_s1": 50_000, "gen3": 12_500,
+          "gen3_scratch": 12_500}
+
+
+@pytest.fixture
+def known(tmp_path, monkeypatch):
+    """The tiny profile's runs with made-up results on disk (the teacher an ACB run of 250k, 200k fused)."""
+    params = load_params(TINY)
+    assert set(params.runs) == set(ACC)
+    monkeypatch.chdir(tmp_path)
+    for name, acc in ACC.items():
+        folder = tmp_path / "results/runs" / name
+        folder.mkdir(parents=True)
+        blocks = params.runs[name].block_type
+        train_params = 250_000 if name == "teacher" else PARAMS[name]
+        (folder / "metrics.json").write_text(json.dumps(
+            {"params": train_params, "flops": 1e6, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc}}))
+        (folder / "eval.json").write_text(json.dumps({"test_acc": acc}))
+        pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0],
+                      "test_loss": [2.5, 1.5]}).to_csv(folder / "history.csv", index=False)
+        if blocks == "acb":
+            (folder / "fuse.json").write_text(json.dumps({"params": {"fused": PARAMS[name]}}))
+    return params, Results(params)
+
+
+def rows_of(text, tmp_path):
+    path = tmp_path / "t.md"
+    path.write_text(text)
+    return table_rows(path)
+
+
+def test_teacher_student_table_over_seeds(known, tmp_path):
+    params, res = known
+    rows = rows_of(teacher_student_table(params, res), tmp_path)
+    v2 = rows["student_kd_v2"]
+    assert v2["teacher top-1 (%)"] == "80.00" and v2["distilled top-1 (%)"] == "75.00 ± 1.41 (n=2)"
+    assert v2["gap to teacher (pts)"] == "+5.00 ± 1.41 (n=2)"  # 80 - 74, 80 - 76
+    assert v2["scratch baseline"] == "-"  # its recipe differs from `student`'s
+    kd = rows["student_kd"]
+    assert kd["scratch baseline"] == "student" and kd["KD gain (pts)"] == "+10.00"
+    assert rows["gen3"]["scratch baseline"] == "gen3_scratch" and rows["gen3"]["KD gain (pts)"] == "+8.00"
+    assert rows["gen3"]["teacher"] == "student_kd"
+
+
+def test_seed001_tables(known, tmp_path):
+    params, res = known
+    t6 = rows_of(seed001.version_table(params, res, "v2"), tmp_path)
+    assert t6["Teacher"]["top-1 (%)"] == "80.00" and t6["Student"]["top-1 (%)"] == "75.00 ± 1.41 (n=2)"
+    assert t6["Student"]["gap from teacher (pts)"] == "-5.00 ± 1.41 (n=2)"
+    assert t6["Student"]["seed 001 top-1"] == "74.21" and t6["Student"]["seed 001 gap"] == "-1.55"
+    t4 = rows_of(seed001.version_table(params, res, "v1"), tmp_path)
+    assert t4["Student"]["gap from teacher (pts)"] == "-10.00"
+    t7 = rows_of(seed001.comparison_table(params, res), tmp_path)
+    assert t7["Accuracy (%)"]["improvement"] == "+5.00 ± 1.41 (n=2)"  # 74 - 70, 76 - 70
+    assert t7["Gap from teacher (pts)"]["improvement"] == "50% reduction of the mean gap"  # 1 - 5 / 10
+    # retention 100 * 70 / 80 = 87.5; 92.5 and 95.0 -> 93.75 ± 1.77; improvement 5.0 and 7.5
+    assert t7["Teacher retention (%)"]["version 1 (student_kd)"] == "87.5"
+    assert t7["Teacher retention (%)"]["version 2 (student_kd_v2)"] == "93.8 ± 1.8 (n=2)"
+    assert t7["Teacher retention (%)"]["improvement"] == "+6.2 ± 1.8 (n=2)"
+    t8 = rows_of(seed001.efficiency_table(params, res), tmp_path)
+    assert t8["Parameters"]["teacher (teacher)"] == "0.200M"  # fused, not the 250k it trained with
+    assert t8["Parameters"]["ratio"] == "4.0x smaller"
+    assert t8["Accuracy (%)"]["ratio"] == "93.8% ± 1.8 (n=2) retained"
+
+
+def test_seed002_tables(known, tmp_path):
+    params, res = known
+    t1 = rows_of(seed002.task1_table(params, res), tmp_path)
+    assert t1["teacher"]["run"] == "teacher" and t1["teacher"]["compression"] == "1.0x"
+    assert t1["distilled"]["run"] == "student_kd" and t1["distilled"]["top-1 (%)"] == "70.00"
+    assert t1["scratch"]["run"] == "student" and t1["scratch"]["top-1 (%)"] == "60.00"
+    assert t1["distilled"]["compression"] == "4.0x" and t1["scratch"]["seed 002 top-1"] == "61.03"
+    t3 = rows_of(seed002.task3_table(params, res), tmp_path)
+    assert [r["run"] for r in t3.values()] == ["teacher", "student_kd", "gen3"]
+    gen3 = t3["3"]
+    assert gen3["teacher"] == "student_kd" and gen3["params"] == "0.013M" and gen3["compression"] == "16.0x"
+    assert gen3["scratch top-1 (%)"] == "50.00" and gen3["KD gain (pts)"] == "+8.00"
+    assert gen3["seed 002 compression"] == "54x"
+
+
+def test_gap_change_says_whether_the_gap_shrank_or_grew():
+    assert seed001.gap_change(-10.0, -5.0) == "50% reduction of the mean gap"
+    assert seed001.gap_change(-24.03, -27.13) == "mean gap grew 13%"
+    assert seed001.gap_change(-5.0, 2.0) == seed001.gap_change(0.0, -1.0) == "n/a: the mean gap is zero or changes sign"
