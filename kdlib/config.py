@@ -420,9 +420,9 @@ def _add_scratch_baselines(chains: dict[str, list[str]], runs: dict[str, Run], s
     problems = []
     for chain, members in chains.items():
         for student in members[1:]:
-            scratch = runs[student].model_copy(update={"teacher": None, "distill": None})
-            if any(r.model_dump() == scratch.model_dump() for r in runs.values()):
+            if scratch_baseline(runs, student):
                 continue
+            scratch = runs[student].model_copy(update={"teacher": None, "distill": None})
             name = f"{student}_scratch"
             if name in runs:
                 problems.append(f"runs.{name}: chain '{chain}' needs this name for the scratch baseline of "
@@ -432,6 +432,13 @@ def _add_scratch_baselines(chains: dict[str, list[str]], runs: dict[str, Run], s
             sources[name] = _source(student, raw_runs[student] or {}, replicated=scratch.seeds is not None,
                                     unused={"teacher", "distill"})
     return problems
+
+
+def scratch_baseline(runs: dict[str, Run], student: str) -> str | None:
+    """The run trained without a teacher on the student's exact recipe, if there is one."""
+    recipe = runs[student].model_dump(exclude={"teacher", "distill"})
+    return next((name for name, run in runs.items()
+                 if run.teacher is None and run.model_dump(exclude={"teacher", "distill"}) == recipe), None)
 
 
 def _source(entry: str, raw_run: dict, replicated: bool, unused: set = frozenset()) -> Source:

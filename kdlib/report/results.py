@@ -78,9 +78,3 @@ def cell(v: Values | None, spec: str = ".2f", suffix: str = "") -> str:
         return f"{xs[0]:{spec}}{suffix}"
     return f"{statistics.fmean(xs):{spec}}{suffix} ± {statistics.stdev(xs):{spec.lstrip('+')}} (n={len(xs)})"
 
-
-def scratch_baseline(params: Params, student: str) -> str | None:
-    """The written run trained without a teacher on the student's exact recipe, if there is one."""
-    recipe = params.written[student].model_dump(exclude={"teacher", "distill"})
-    return next((name for name, run in params.written.items()
-                 if run.teacher is None and run.model_dump(exclude={"teacher", "distill"}) == recipe), None)

@@ -12,10 +12,10 @@ from pathlib import Path
 import matplotlib
 from tabulate import tabulate
 
-from kdlib.config import Params
+from kdlib.config import Params, scratch_baseline
 from kdlib.data.prepared import load_prepared
 from kdlib.paths import dataset_dir
-from kdlib.report.results import Results, cell, combine, mean, scratch_baseline
+from kdlib.report.results import Results, cell, combine, mean
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -38,7 +38,7 @@ def _size(res: Results, name: str, reference: int) -> list[str]:
 
 def task1_table(params: Params, res: Results) -> str:
     teacher, student = _chain(params)[:2]
-    scratch = scratch_baseline(params, student)
+    scratch = scratch_baseline(params.written, student)
     top = res.inference_params(teacher)
     rows = [["teacher", teacher, params.written[teacher].model, cell(res.acc(teacher)), *_size(res, teacher, top)],
             ["distilled", student, params.written[student].model, cell(res.acc(student)), *_size(res, student, top)]]
@@ -57,7 +57,7 @@ def task3_table(params: Params, res: Results) -> str:
     rows = []
     for generation, name in enumerate(chain, start=1):
         run = params.written[name]
-        scratch = scratch_baseline(params, name) if run.teacher else None
+        scratch = scratch_baseline(params.written, name) if run.teacher else None
         gain = cell(combine(lambda a, b: a - b, res.acc(name), res.acc(scratch)), "+.2f") if scratch else "-"
         published = SEED_TASK3[generation - 1] if generation <= len(SEED_TASK3) else ("-",) * 3
         rows.append([generation, name, run.model, run.width, run.teacher or "-", cell(res.acc(name)),
@@ -84,8 +84,9 @@ def accuracy_params_figure(params: Params, res: Results, path: Path) -> None:
 
     path_xy = [point(name, fmt="o", color="tab:blue") for name in chain]
     ax.plot(*zip(*path_xy), color="tab:blue", label="distillation chain (generation 1, 2, ...)")
-    for i, name in enumerate(n for n in chain[1:] if scratch_baseline(params, n)):
-        point(scratch_baseline(params, name), fmt="s", color="tab:orange", label="trained from scratch" if i == 0 else None)
+    scratches = [s for s in (scratch_baseline(params.written, n) for n in chain[1:]) if s]
+    for i, name in enumerate(scratches):
+        point(name, fmt="s", color="tab:orange", label="trained from scratch" if i == 0 else None)
     ax.set_xscale("log")
     ax.set_xticks(sorted({x for x, _ in path_xy}))  # one tick per model size
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k"))
@@ -105,7 +106,7 @@ def prediction_figure(params: Params, res: Results, path: Path, count: int = 5) 
     """Test images with the top-3 classes and confidences of the teacher, the scratch student and the distilled
     student (Task 1's three runs, first seed). Images where the two students disagree come first."""
     teacher, student = _chain(params)[:2]
-    runs = [("teacher", teacher), ("scratch", scratch_baseline(params, student)), ("distilled", student)]
+    runs = [("teacher", teacher), ("scratch", scratch_baseline(params.written, student)), ("distilled", student)]
     runs = [(role, name) for role, name in runs if name]
     tops = {role: {s["index"]: s for s in res.first(name)["eval"]["top3"]} for role, name in runs}
     shared = sorted(set.intersection(*(set(t) for t in tops.values())))

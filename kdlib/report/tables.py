@@ -8,11 +8,11 @@ import matplotlib
 import pandas as pd
 from tabulate import tabulate
 
-from kdlib.config import Params
+from kdlib.config import Params, scratch_baseline
 from kdlib.engine.atomic import atomic_write_text
 from kdlib.paths import RESULTS, dataset_dir
 from kdlib.report import seed000, seed001, seed002
-from kdlib.report.results import Results, cell, combine, scratch_baseline
+from kdlib.report.results import Results, cell, combine
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -38,7 +38,7 @@ def teacher_student_table(params: Params, res: Results) -> str:
         if run.teacher is None:
             continue
         student, teacher = res.acc(name), res.acc(run.teacher)
-        baseline = scratch_baseline(params, name)
+        baseline = scratch_baseline(params.written, name)
         gain = cell(combine(lambda s, b: s - b, student, res.acc(baseline)), "+.2f") if baseline else "-"
         rows.append([name, run.teacher, cell(teacher), baseline or "-", cell(res.acc(baseline)) if baseline else "-",
                      cell(student), gain, cell(combine(lambda t, s: t - s, teacher, student), "+.2f")])
