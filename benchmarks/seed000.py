@@ -38,8 +38,8 @@ def kd_step_rows(params, classes: int, batch: int, seconds: float) -> None:
     print(f"{'run':28s} {'method':8s} {'bare min':>9s} {'kdlib':>9s} {'ratio':>7s}")
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, classes, (batch,))
     for name, run in params.runs.items():
-        if run.teacher is None:
-            continue
+        if run.teacher is None or run.distill.method not in ("logits", "logits_mse", "feature"):
+            continue  # seed 003's methods have their own benchmark (benchmarks/stablekd.py)
         spec, t = run.distill, params.runs[run.teacher]
         teacher = build_model(t.model, classes, t.width, t.block_type)
         teacher = (to_deploy(teacher) if t.block_type == "acb" else teacher).eval().requires_grad_(False)

@@ -9,17 +9,20 @@ from kdlib.config import Params, load_params
 from kdlib.errors import KDError
 
 
-def stage_main(description: str, body, takes_name: bool = True) -> None:
-    """Parse `[name] [--params FILE]`, validate params, run `body(params, name)`; exit 2 on a user error."""
+def stage_main(description: str, body, takes_name: bool = True, takes_stage: bool = False) -> None:
+    """Parse `[name] [--stage C] [--params FILE]`, validate params, run `body(params, name[, stage])`; exit 2 on a
+    user error."""
     parser = argparse.ArgumentParser(description=description)
     if takes_name:
         parser.add_argument("name", help="the run or dataset name in params.yaml")
+    if takes_stage:
+        parser.add_argument("--stage", type=int, help="one StableKD stage of the run (default: the last)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
     try:
         params = load_params(args.params)
-        body(params, args.name if takes_name else None)
+        body(params, args.name if takes_name else None, *((args.stage,) if takes_stage else ()))
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -55,7 +55,9 @@ class Optimizer(Strict):
 
 
 class Schedule(Strict):
-    name: Literal["cosine", "onecycle", "constant"] = "cosine"
+    # stagewise (StableKD only): within every StableKD stage a triangular warm-up and anneal, the peak halving
+    # stage by stage (the seed's Figure 7, CyclicLR triangular2 with one cycle per stage).
+    name: Literal["cosine", "onecycle", "constant", "stagewise"] = "cosine"
     warmup_epochs: Annotated[float, Field(ge=0)] = 0  # linear warm-up before cosine
     min_lr: Annotated[float, Field(ge=0)] = 0.0
 
@@ -97,25 +99,63 @@ class Mix(Strict):
     cutmix_alpha: Annotated[float, Field(gt=0)] = 1.0
 
 
+METHOD_KEYS = {  # the Distill keys each method reads, beyond method itself
+    "logits": {"alpha", "schedule", "alpha_end", "temperature"},
+    "logits_mse": {"alpha", "schedule", "alpha_end"},
+    "feature": {"alpha", "schedule", "alpha_end"},
+    "at": {"beta"},
+    "dkd": {"beta", "temperature"},
+    "kd_mse": {"kl_weight", "temperature"},
+    "stablekd": {"kl_weight", "temperature", "blocks", "recompositions", "stage_epochs"},
+}
+DEFAULT_BETA = {"at": 1000.0, "dkd": 8.0}  # AT's CIFAR beta; DKD's CIFAR weight of the non-target term
+
+
 class Distill(Strict):
     # logits: Hinton's KL at temperature T (times T^2); logits_mse: MSE between logits;
-    # feature: L2 between the last conv feature maps, through a learned 1x1 projector if shapes differ.
-    method: Literal["logits", "logits_mse", "feature"] = "logits"
+    # feature: L2 between the last conv feature maps, through a learned 1x1 projector if shapes differ;
+    # at: attention transfer at every stage (Zagoruyko & Komodakis); dkd: decoupled KD (Zhao et al. 2022);
+    # kd_mse: CE + kl_weight * KL + MSE at every stage output, end to end (seed 003's ablation);
+    # stablekd: the same terms with the networks decomposed into blocks that learn from the teacher's
+    # block inputs, recomposed pairwise stage by stage (seed 003).
+    method: Literal["logits", "logits_mse", "feature", "at", "dkd", "kd_mse", "stablekd"] = "logits"
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.9  # weight of the KD term; 1 - alpha weighs cross-entropy
     # Alpha per epoch: constant; linear from alpha to alpha_end; three_phase (seed 000): 1, 0.5, 0 by thirds.
     schedule: Literal["constant", "linear", "three_phase"] = "constant"
     alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None
     temperature: Annotated[float, Field(gt=0)] = 4.0
+    beta: Annotated[float, Field(ge=0)] | None = None  # at: AT's beta (1000); dkd: the non-target weight (8)
+    kl_weight: Annotated[float, Field(ge=0)] = 1.0  # lambda of seed 003's Eq. 8: CE + lambda KL + sum of MSEs
+    blocks: Annotated[int, Field(ge=1)] | None = None  # StableKD's k; default: every stage one block, plus the head
+    recompositions: Annotated[int, Field(ge=0)] = 2  # StableKD's n: stages 0..n, each a checkpoint
+    # Epochs of each StableKD stage; default floor(e / (n + 1)) each, the rest to the last (the seed's e/3 split).
+    stage_epochs: list[Annotated[int, Field(ge=1)]] | None = None
 
     @model_validator(mode="after")
     def _schedule_keys(self):
+        foreign = (self.model_fields_set - {"method"}) - METHOD_KEYS[self.method]
+        if foreign:
+            raise ValueError(f"method '{self.method}' does not use {', '.join(sorted(foreign))} "
+                             f"(it reads: {', '.join(sorted(METHOD_KEYS[self.method]))})")
         if self.schedule == "linear" and self.alpha_end is None:
             raise ValueError("schedule 'linear' needs 'alpha_end' (alpha at the last epoch)")
         if self.schedule != "linear" and self.alpha_end is not None:
             raise ValueError(f"'alpha_end' only applies to schedule 'linear' (schedule is '{self.schedule}')")
         if self.schedule == "three_phase" and "alpha" in self.model_fields_set:
             raise ValueError("schedule 'three_phase' fixes alpha at 1, 0.5, 0 by thirds of the epochs; remove 'alpha'")
+        if self.stage_epochs is not None and len(self.stage_epochs) != self.recompositions + 1:
+            raise ValueError(f"stage_epochs needs one entry per stage, recompositions + 1 = {self.recompositions + 1} "
+                             f"(got {len(self.stage_epochs)})")
+        if self.beta is None and self.method in DEFAULT_BETA:
+            return self.model_copy(update={"beta": DEFAULT_BETA[self.method]})
         return self
+
+    def epochs_per_stage(self, epochs: int) -> list[int]:
+        """StableKD's e_0..e_n: as given, or floor(e / (n + 1)) for each stage and the rest for the last."""
+        if self.stage_epochs is not None:
+            return list(self.stage_epochs)
+        share = epochs // (self.recompositions + 1)
+        return [share] * self.recompositions + [epochs - share * self.recompositions]
 
 
 class Run(Strict):
@@ -134,6 +174,8 @@ class Run(Strict):
     augment: Augment = Augment()
     mix: Mix | None = None
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0  # on the hard (label) loss
+    # Train on this share of every class of the training split, the same images for every run with this seed.
+    train_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 on CPU or CUDA, fp16 on CUDA only
     teacher: str | None = None
     distill: Distill | None = None
@@ -174,6 +216,30 @@ class Run(Strict):
                              f"(epochs is {self.epochs})")
         return self
 
+    def stage_epochs(self) -> list[int]:
+        """Epochs of each training stage: a StableKD run's e_0..e_n (each stage a checkpoint), else all in one."""
+        if self.distill is not None and self.distill.method == "stablekd":
+            return self.distill.epochs_per_stage(self.epochs)
+        return [self.epochs]
+
+    @model_validator(mode="after")
+    def _stablekd_stages(self):
+        stablekd = self.distill is not None and self.distill.method == "stablekd"
+        if self.schedule.name == "stagewise" and not stablekd:
+            raise ValueError("schedule 'stagewise' follows StableKD's stages; it needs distill.method 'stablekd'")
+        if self.mix is not None and self.distill is not None and self.distill.method == "dkd":
+            raise ValueError("distill.method 'dkd' splits target and non-target classes; it needs unmixed labels "
+                             "(remove 'mix')")
+        if stablekd:
+            stages = self.distill.recompositions + 1
+            if self.distill.stage_epochs is not None and sum(self.distill.stage_epochs) != self.epochs:
+                raise ValueError(f"epochs ({self.epochs}) must be the sum of distill.stage_epochs "
+                                 f"{self.distill.stage_epochs} (leave epochs out to take the sum)")
+            if self.epochs < stages:
+                raise ValueError(f"StableKD with {self.distill.recompositions} recompositions trains {stages} stages "
+                                 f"of at least one epoch each; epochs is {self.epochs}")
+        return self
+
     @model_validator(mode="after")
     def _floor_below_peak(self):
         if self.schedule.min_lr > self.optimizer.lr:
@@ -204,10 +270,17 @@ class Seed002Report(Strict):
     chain: str  # Task 1: the chain's first two generations and gen 2's scratch baseline; Task 3: every generation
 
 
+class Seed003Report(Strict):
+    # The distilled runs of the StableKD study; each one's scheme (from its distill method), epoch budget and
+    # train_fraction place it in the tables.
+    runs: Annotated[list[str], Field(min_length=1)]
+
+
 class Report(Strict):
-    """Which runs play which role in the seed 001 and 002 tables (seed 000's roles are read from the recipes)."""
+    """Which runs play which role in the seed 001-003 tables (seed 000's roles are read from the recipes)."""
     seed001: Seed001Report | None = None
     seed002: Seed002Report | None = None
+    seed003: Seed003Report | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +323,7 @@ class Params(Strict):
 
 
 _ALL_KEYS = {f for m in (Params, DatasetSpec, Run, Optimizer, Schedule, Augment, ColorJitter, RandomErasing, Mix,
-                         Distill, Report, Seed001Report, Seed002Report) for f in m.model_fields}
+                         Distill, Report, Seed001Report, Seed002Report, Seed003Report) for f in m.model_fields}
 
 
 def _suggest(word: str, choices) -> str:
@@ -264,6 +337,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges a mapping in; the entry's own keys override it
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise KDError(f"duplicate key '{key}' at line {key_node.start_mark.line + 1}: "
@@ -360,11 +435,17 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
                 merged.pop(inherited, None)
         if name in chain_teachers:
             merged["teacher"] = chain_teachers[name][1]
+        distill = merged.get("distill")
+        stage_epochs = distill.get("stage_epochs") if isinstance(distill, dict) else None
+        staged = isinstance(stage_epochs, list) and all(isinstance(e, int) for e in stage_epochs)
+        if staged and "epochs" not in (run or {}):
+            merged["epochs"] = sum(stage_epochs)  # a StableKD run's epochs are its stages' (the default's give way)
         try:
             runs[name] = Run.model_validate(merged)
         except ValidationError as e:
             problems += [_describe(err, run or {}, name) for err in e.errors()]
-        sources[name] = _source(name, run or {}, replicated="seeds" in merged)
+        # Given stage by stage, the epochs depend on no `epochs` key.
+        sources[name] = _source(name, run or {}, replicated="seeds" in merged, unused={"epochs"} if staged else set())
     try:
         params = Params.model_validate({**raw, "runs": {}, "chains": raw_chains})
     except ValidationError as e:
@@ -508,6 +589,12 @@ def _report_roles(report: Report, chains: dict, runs: dict[str, Run]) -> list[st
                 problems.append(f"report.seed001.{version}: '{name}' names no run{_suggest(name, runs)}")
             elif runs[name].teacher is None:
                 problems.append(f"report.seed001.{version}: '{name}' has no teacher; name a distilled run")
+    if report.seed003 is not None:
+        for name in report.seed003.runs:
+            if name not in runs:
+                problems.append(f"report.seed003.runs: '{name}' names no run{_suggest(name, runs)}")
+            elif runs[name].teacher is None:
+                problems.append(f"report.seed003.runs: '{name}' has no teacher; name a distilled run")
     if report.seed002 is not None and report.seed002.chain not in chains:
         problems.append(f"report.seed002.chain: '{report.seed002.chain}' names no chain"
                         f"{_suggest(report.seed002.chain, chains)}")

@@ -30,12 +30,13 @@ REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables
 SEED001_OUTPUTS = (*(f"results/tables/seed001_table{i}.md" for i in (4, 6, 7, 8)), "results/figures/seed001_loss_curves.png")
 SEED002_OUTPUTS = ("results/tables/seed002_task1.md", "results/tables/seed002_task3.md",
                    "results/figures/seed002_accuracy_params.png", "results/figures/seed002_predictions.png")
+SEED003_OUTPUTS = (*(f"results/tables/seed003_table{i}.md" for i in (2, 4, 5, 7)), "results/figures/seed003_curves.png")
 
 
 def report_outputs(params: Params) -> list[str]:
-    """What the tables stage writes: seed 001's and 002's tables only where params.yaml names their runs."""
+    """What the tables stage writes: seed 001-003's tables only where params.yaml names their runs."""
     return [*REPORT_OUTPUTS, *(SEED001_OUTPUTS if params.report.seed001 else ()),
-            *(SEED002_OUTPUTS if params.report.seed002 else ())]
+            *(SEED002_OUTPUTS if params.report.seed002 else ()), *(SEED003_OUTPUTS if params.report.seed003 else ())]
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,36 @@ def _run_keys(params: Params, raw: dict, name: str) -> list[str]:
     return sorted(keys)
 
 
-def _run_values(params: Params, name: str) -> str:
-    """The resolved recipe of a run and of its teachers: Snakemake re-runs the job when this text changes."""
+def _run_values(params: Params, name: str, stage: int | None = None) -> str:
+    """The resolved recipe of a run and of its teachers: Snakemake re-runs the job when this text changes.
+    For a StableKD stage whose work ends with it, the recipe without the later stages' epochs."""
     upstream = [name, *ancestors(params, name)]
+    runs = {n: params.runs[n].model_dump(mode="json") for n in upstream}
+    if stage is not None and _stage_local(params.runs[name]):
+        del runs[name]["epochs"]
+        runs[name]["distill"]["stage_epochs"] = runs[name]["distill"]["stage_epochs"][:stage + 1]
     return json.dumps({"dataset": params.datasets[params.runs[name].dataset].model_dump(mode="json"),
-                       "runs": {n: params.runs[n].model_dump(mode="json") for n in upstream}}, sort_keys=True)
+                       "runs": runs}, sort_keys=True)
+
+
+def _stage_local(run) -> bool:
+    """Whether a StableKD stage's work is independent of the later stages: their epochs are given one by one
+    (not split from a total) and the learning rate restarts every stage (not one curve over all epochs)."""
+    return run.distill is not None and run.distill.stage_epochs is not None and \
+        run.schedule.name in ("stagewise", "constant")
+
+
+def _stage_keys(params: Params, raw: dict, name: str, stage: int) -> list[str]:
+    """A StableKD stage's params keys: the run's, with only the epochs of this stage and the ones before it, so
+    changing a stage's epochs re-runs that stage and the later ones only. (A run with stage_epochs has its
+    keys leaf by leaf and none for `epochs`: see config._source.)"""
+    keys = _run_keys(params, raw, name)
+    if not _stage_local(params.runs[name]):
+        return keys
+    out = []
+    for key in keys:
+        out += [f"{key}.{i}" for i in range(stage + 1)] if key.endswith(".distill.stage_epochs") else [key]
+    return out
 
 
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
@@ -147,7 +173,16 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         test_data = all_data[1:]
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
         teacher = [str(inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))] if run.teacher else []
-        out.append(Stage(f"train_{name}", "stages/train.py", name, code_deps("stages/train.py") + all_data + teacher,
+        train_deps = code_deps("stages/train.py") + all_data + teacher
+        # A StableKD run: one node per stage but the last, each continuing from the one before.
+        previous: list[str] = []
+        for stage in range(len(run.stage_epochs()) - 1):
+            checkpoint = str(folder / f"stage{stage}.pt")
+            out.append(Stage(f"train_{name}_stage{stage}", "stages/train.py", f"{name} --stage {stage}",
+                             train_deps + previous, outs=[checkpoint], params=_stage_keys(params, raw, name, stage),
+                             values=_run_values(params, name, stage), gpu=True, all_cores=True))
+            previous = [checkpoint]
+        out.append(Stage(f"train_{name}", "stages/train.py", name, train_deps + previous,
                          outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
                          plots=[str(folder / "history.csv")], params=keys, values=values, gpu=True, all_cores=True))
         if run.block_type == "acb":

@@ -88,7 +88,7 @@ BAD = [
      "runs.student.augment.autoaugmnt: unknown key (did you mean 'autoaugment'?)"),
     (lambda r: r["runs"]["student"].update(block_type="ac"), "runs.student.block_type: Input should be 'base' or 'acb'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(method="features"),
-     "runs.student_kd.distill.method: Input should be 'logits', 'logits_mse' or 'feature'"),
+     "runs.student_kd.distill.method: Input should be 'logits', 'logits_mse', 'feature', 'at', 'dkd', 'kd_mse' or 'stablekd'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(schedule="three_phase"),
      "runs.student_kd.distill: schedule 'three_phase' fixes alpha at 1, 0.5, 0 by thirds of the epochs; remove 'alpha'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(schedule="linear"),
@@ -127,7 +127,8 @@ BAD = [
     (lambda r: r["report"]["seed001"].update(v2="student"), "report.seed001.v2: 'student' has no teacher"),
     (lambda r: r["report"]["seed002"].update(chain="progresive"),
      "report.seed002.chain: 'progresive' names no chain (did you mean 'progressive'?)"),
-    (lambda r: r["report"].update(seed003={}), "report.seed003: unknown key"),
+    (lambda r: r["report"].update(seed004={}), "report.seed004: unknown key"),
+    (lambda r: r["report"].update(seed003={"runs": ["student"]}), "report.seed003.runs: 'student' has no teacher"),
     (lambda r: r["report"]["seed001"].update(v2="student_kd"), "report.seed001: v1 and v2 name the same run"),
 ]
 
@@ -193,7 +194,7 @@ def test_seeds_expand_into_one_run_each_learning_from_its_seeds_teacher(tiny_raw
     assert [params.runs[f"student_kd_v2_s{s}"].seed for s in (0, 1)] == [0, 1]
     assert params.runs["student_kd_v2_s1"].teacher == "teacher"  # a one-seed teacher teaches every seed
     tiny_raw["runs"]["teacher"]["seeds"] = [0, 1, 2]
-    for name in ("student_kd", "student_kd_feature"):
+    for name in ("student_kd", "student_kd_feature", *(n for n in tiny_raw["runs"] if n.startswith("s3_"))):
         tiny_raw["runs"][name]["seeds"] = [2]
     tiny_raw["runs"]["gen3"]["seeds"] = [2]
     params = validate(tiny_raw)

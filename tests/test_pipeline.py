@@ -108,7 +108,7 @@ def test_chain_stage_params_track_what_defines_each_run():
 
 
 @pytest.mark.parametrize("profile", ["configs/cifar10_seed000.yaml", "configs/cifar100.yaml", "configs/seed001_cifar100.yaml",
-                                     "configs/seed002_cifar100.yaml"])
+                                     "configs/seed002_cifar100.yaml", "configs/seed003_cifar100.yaml"])
 def test_paper_profiles_dry_run(profile):
     out = run([str(BIN / "snakemake"), "-n", "--config", f"params={profile}"], REPO)
     assert re.search(r"^total\s+\d+", out.stdout, re.M), out.stdout[-500:]

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from kdlib.config import load_params
-from kdlib.report import seed001, seed002
+from kdlib.errors import KDError
+from kdlib.report import seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine
 from kdlib.report.tables import teacher_student_table
 from tests.conftest import TINY
@@ -31,11 +32,14 @@ def test_differences_pair_seeds_and_a_shared_teacher_pairs_with_each():
     assert combine(lambda a, b: a - b, {0: 1.0}, {3: 2.0}) == {}
 
 
+SEED003 = {"s3_kd": 71.0, "s3_at": 69.0, "s3_dkd": 72.0, "s3_kd_mse": 73.0, "s3_stablekd_0": 66.0,
+           "s3_stablekd": 75.0, "s3_kd_half": 61.0, "s3_stablekd_half": 68.0}
 ACC = {"teacher": 80.0, "student": 60.0, "student_acb": 62.0, "student_kd": 70.0, "student_kd_feature": 65.0,
-       "student_kd_v2_s0": 74.0, "student_kd_v2_s1": 76.0, "gen3": 58.0, "gen3_scratch": 50.0}
+       "student_kd_v2_s0": 74.0, "student_kd_v2_s1": 76.0, "gen3": 58.0, "gen3_scratch": 50.0, **SEED003}
 PARAMS = {"teacher": 200_000, "student": 50_000, "student_acb": 52_000, "student_kd": 50_000,
           "student_kd_feature": 50_000, "student_kd_v2_s0": 50_000, "student_kd_v2_s1": 50_000, "gen3": 12_500,
-          "gen3_scratch": 12_500}
+          "gen3_scratch": 12_500, **{name: 20_000 for name in SEED003}}
+SECONDS = {"s3_kd": [2.0, 2.2], "s3_stablekd": [2.1, 2.5]}  # training seconds per epoch
 
 
 @pytest.fixture
@@ -52,8 +56,9 @@ def known(tmp_path, monkeypatch):
         (folder / "metrics.json").write_text(json.dumps(
             {"params": train_params, "flops": 1e6, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc}}))
         (folder / "eval.json").write_text(json.dumps({"test_acc": acc}))
-        pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0],
-                      "test_loss": [2.5, 1.5]}).to_csv(folder / "history.csv", index=False)
+        stablekd = {"stage": [0, 1], "blocks": [4, 2]} if name.startswith("s3_stablekd") else {}
+        pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0], "test_loss": [2.5, 1.5],
+                      "train_s": SECONDS.get(name, [1.0, 1.0]), **stablekd}).to_csv(folder / "history.csv", index=False)
         if blocks == "acb":
             (folder / "fuse.json").write_text(json.dumps({"params": {"fused": PARAMS[name]}}))
     return params, Results(params)
@@ -118,3 +123,29 @@ def test_gap_change_says_whether_the_gap_shrank_or_grew():
     assert seed001.gap_change(-10.0, -5.0) == "50% reduction of the mean gap"
     assert seed001.gap_change(-24.03, -27.13) == "mean gap grew 13%"
     assert seed001.gap_change(-5.0, 2.0) == seed001.gap_change(0.0, -1.0) == "n/a: the mean gap is zero or changes sign"
+
+
+def test_seed003_tables(known, tmp_path):
+    params, res = known
+    study = seed003.Study(params, res)
+    assert study.schemes == ["KD", "AT", "DKD", "KD + MSE", "StableKD-4/0", "StableKD-4/1"]  # k from the history
+    assert study.budgets == [3]
+    t5 = rows_of(seed003.budget_table(study), tmp_path)
+    assert t5["StableKD-4/1"]["3 epochs"] == "75.00" and t5["KD"]["3 epochs"] == "71.00"
+    assert t5["KD"]["seed 003 (20 / 60 / 200 epochs)"] == "72.49 / 76.19 / 78.07"
+    t2 = rows_of(seed003.data_table(study), tmp_path)
+    assert list(t2) == ["KD", "StableKD-4/1"]
+    assert (t2["KD"]["50%"], t2["KD"]["100%"]) == ("61.00", "71.00")
+    assert (t2["StableKD-4/1"]["50%"], t2["StableKD-4/1"]["100%"]) == ("68.00", "75.00")
+    t4 = rows_of(seed003.ablation_table(study), tmp_path)["Acc. (%)"]
+    assert (t4["KD"], t4["KD + MSE"], t4["StableKD-4/0"], t4["StableKD-4/1"]) == ("71.00", "73.00", "66.00", "75.00")
+    t7 = rows_of(seed003.time_table(study), tmp_path)
+    assert t7["KD"]["s per epoch (3 epochs)"] == "2.10" and t7["StableKD-4/1"]["x KD"] == f"{2.3 / 2.1:.2f}"
+
+
+def test_seed003_runs_must_fill_distinct_cells(known):
+    params, res = known
+    twin = params.model_copy(update={"report": params.report.model_copy(update={"seed003": params.report.seed003.model_copy(
+        update={"runs": ["s3_kd", "s3_at", "student_kd"]})})})
+    with pytest.raises(KDError, match="'s3_kd' and 'student_kd' are both KD with 3 epochs on 100% of the data"):
+        seed003.Study(twin, res)

@@ -55,6 +55,18 @@ def load_prepared(folder: Path) -> DatasetFiles:
     return DatasetFiles(*splits, json.loads((folder / "meta.json").read_text()))
 
 
+def class_fraction(split: Split, fraction: float, seed: int) -> Split:
+    """round(fraction x n) images of every class (at least one), drawn by `seed`, in their original order."""
+    generator = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in split.labels.unique(sorted=True):
+        members = (split.labels == c).nonzero().flatten()
+        count = max(1, round(fraction * len(members)))
+        keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    index = torch.cat(keep).sort().values
+    return Split(split.images[index], split.labels[index])
+
+
 def normalize(images: torch.Tensor, meta: dict) -> torch.Tensor:
     """uint8 images (..., C, H, W) -> floats in [0, 1], standardised by the training split's mean and std."""
     mean = torch.tensor(meta["mean"]).view(-1, 1, 1)

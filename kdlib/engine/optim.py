@@ -24,10 +24,24 @@ def warmup_cosine(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_scheduler(spec: Schedule, optimizer: torch.optim.Optimizer, lr: float,
-                    epochs: int, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """A scheduler stepped once per batch."""
+def stagewise(step: int, stage_steps: list[int], floor: float) -> float:
+    """LR multiplier at `step` for StableKD: in stage c (of stage_steps[c] steps) a triangle from `floor` up to
+    2^-c at mid-stage and back down, so each stage warms up and anneals and its peak is half the one before."""
+    start = 0
+    for c, steps in enumerate(stage_steps):
+        if step < start + steps or c == len(stage_steps) - 1:
+            position = min(1.0, (step - start + 0.5) / steps)
+            return floor + (0.5 ** c - floor) * (1 - abs(2 * position - 1))
+        start += steps
+
+
+def build_scheduler(spec: Schedule, optimizer: torch.optim.Optimizer, lr: float, epochs: int, steps_per_epoch: int,
+                    stage_epochs: list[int] | None = None) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler stepped once per batch; `stage_epochs` are StableKD's, which `stagewise` follows."""
     total = epochs * steps_per_epoch
+    if spec.name == "stagewise":
+        stage_steps = [e * steps_per_epoch for e in stage_epochs]
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: stagewise(step, stage_steps, spec.min_lr / lr))
     if spec.name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
     if spec.name == "constant":

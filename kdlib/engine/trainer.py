@@ -1,4 +1,8 @@
-"""The training loop: seeded epochs, exact resume from last.pt, per-epoch history, a NaN guard."""
+"""The training loop: seeded epochs, exact resume from last.pt, per-epoch history, a NaN guard.
+
+A StableKD run trains in stages, one call (one DAG node) each: stage c continues from stage c - 1's checkpoint
+stage<c-1>.pt and leaves stage<c>.pt, and the last stage leaves the model like any other run.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +17,7 @@ from tqdm import tqdm
 
 from kdlib.config import Params, ancestors
 from kdlib.data.mixing import batch_mixer
-from kdlib.data.prepared import load_prepared, test_loader, train_loader
+from kdlib.data.prepared import class_fraction, load_prepared, test_loader, train_loader
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
 from kdlib.engine.checkpoint import load_model, read_checkpoint, save_model
@@ -27,20 +31,31 @@ from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 log = logging.getLogger("kdlib")
 
 
-def fingerprint(params: Params, name: str) -> str:
-    """Hash of everything that determines a run's result; a last.pt with another hash is stale.
+STAGE_FORMAT = "kdlib-stage-1"
+
+
+def fingerprint(params: Params, name: str, stage: int = 0) -> str:
+    """Hash of everything that determines a run's result (up to `stage`); a last.pt with another hash is stale.
 
     Covers the run's config, its teachers' configs, the dataset spec, and the bytes of the prepared
-    data and of the teacher checkpoint (which change when the code that makes them changes).
+    data, of the teacher checkpoint and of the previous stage's checkpoint (which change when the code that
+    makes them changes).
     """
     run = params.runs[name]
     chain = [params.runs[n].model_dump(mode="json") for n in [name, *ancestors(params, name)]]
     files = [dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
     if run.teacher:
         files.append(teacher_checkpoint(params, name))
+    if stage:
+        files.append(stage_checkpoint(name, stage - 1))
     blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain,
-                       "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]}, sort_keys=True)
+                       "stage": stage, "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def stage_checkpoint(name: str, stage: int):
+    return run_dir(name) / f"stage{stage}.pt"
 
 
 def teacher_checkpoint(params: Params, name: str):
@@ -65,11 +80,31 @@ def _resume(last, fp: str) -> dict | None:
     return state
 
 
-def train(name: str, params: Params, device: torch.device) -> dict:
+def _previous_stage(name: str, stage: int, epochs_before: int) -> dict:
+    """Stage `stage - 1`'s checkpoint, checked to be this run's and to end where this stage starts."""
+    path = stage_checkpoint(name, stage - 1)
+    state = read_checkpoint(path)
+    if state.get("format") != STAGE_FORMAT or state.get("run") != name:
+        raise KDError(f"{path}: not a StableKD stage checkpoint of run {name}; rerun stage {stage - 1}")
+    if len(state.get("history", [])) != epochs_before:
+        raise KDError(f"{path}: holds {len(state.get('history', []))} epochs, but stage {stage} starts after "
+                      f"{epochs_before}; rerun stage {stage - 1}")
+    return state
+
+
+def train(name: str, params: Params, device: torch.device, stage: int | None = None) -> dict:
+    """Train run `name`, or one stage of a StableKD run (default: the last, which writes the model)."""
     run = params.runs[name]
+    plan = run.stage_epochs()
+    stage = len(plan) - 1 if stage is None else stage
+    if not 0 <= stage < len(plan):
+        raise KDError(f"runs.{name}: has training stages 0 to {len(plan) - 1} (got stage {stage})")
+    final = stage == len(plan) - 1
     out = run_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
+    if run.train_fraction < 1:
+        files.train = class_fraction(files.train, run.train_fraction, run.seed)
     torch.manual_seed(run.seed)
     try:
         model = build_model(run.model, files.num_classes, run.width, run.block_type, pretrained=run.pretrained)
@@ -86,17 +121,23 @@ def train(name: str, params: Params, device: torch.device) -> dict:
     if run.teacher:
         teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
         teacher = teacher.to(device)
-    distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:]),
-                          run.label_smoothing).to(device)
-    # The distiller's parameters: the student's and, for feature KD, the projector's (trained, never deployed).
+    try:
+        distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:]),
+                              run.label_smoothing, stage).to(device)
+    except KDError as e:
+        raise KDError(f"runs.{name}: {e}") from None
+    # The distiller's parameters: the student's and, for feature KD, the projector's (trained, never deployed);
+    # blockwise methods' projectors are folded into the deployed student.
     optimizer = build_optimizer(run.optimizer, distiller.parameters())
     steps_per_epoch = math.ceil(len(files.train.labels) / run.batch_size)
-    scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch)
+    scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch, plan)
     scaler = grad_scaler(run.amp, device)
     step = TrainStep(name, distiller, optimizer, scheduler, scaler, run, device, files.num_classes)
 
-    last, fp, history = out / "last.pt", fingerprint(params, name), []
-    state = _resume(last, fp)
+    last, fp, history = out / "last.pt", fingerprint(params, name, stage), []
+    state, source = _resume(last, fp), last
+    if state is None and stage > 0:
+        state, source = _previous_stage(name, stage, sum(plan[:stage])), stage_checkpoint(name, stage - 1)
     if state is not None:
         try:
             distiller.load_state_dict(state["model"])
@@ -104,13 +145,15 @@ def train(name: str, params: Params, device: torch.device) -> dict:
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as e:
-            raise KDError(f"{last}: resume checkpoint does not fit run {name} ({type(e).__name__}); "
-                          "delete it to start the run afresh") from None
+            raise KDError(f"{source}: checkpoint does not fit run {name} ({type(e).__name__}); "
+                          "delete it and rerun the stage that writes it") from None
         history = state["history"]
-        log.info("%s: resuming after epoch %d from %s", name, state["epoch"], last)
+        log.info("%s: continuing after epoch %d from %s", name, len(history), source)
 
+    model = distiller.student  # in training form: with blockwise projectors, if any
     evaluation = test_loader(files, run.batch_size)
-    for epoch in tqdm(range(len(history), run.epochs), initial=len(history), total=run.epochs,
+    end = sum(plan[:stage + 1])
+    for epoch in tqdm(range(len(history), end), initial=len(history), total=end,
                       desc=f"{name} epochs", disable=None, leave=False):
         seed = epoch_seed(run.seed, epoch)
         torch.manual_seed(seed)
@@ -118,28 +161,39 @@ def train(name: str, params: Params, device: torch.device) -> dict:
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         stats = step.epoch(loader, epoch, last)
+        trained = time.perf_counter()
         test = evaluate(model, evaluation, device)
-        history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **stats,
-                        "test_loss": test["loss"], "test_acc": test["acc"], "time_s": time.perf_counter() - started})
+        blocks = {"stage": stage, "blocks": len(distiller.groups)} if distiller.groups is not None else {}
+        history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **blocks, **stats,
+                        "test_loss": test["loss"], "test_acc": test["acc"], "train_s": trained - started,
+                        "time_s": time.perf_counter() - started})
         atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "scaler": scaler.state_dict(), "history": history}, last)
-        _write_history(out, history)
+        if final:  # history.csv is the last stage's output
+            _write_history(out, history)
         log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
                  run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
 
+    if not final:
+        atomic_torch_save({"format": STAGE_FORMAT, "run": name, "stage": stage, "model": distiller.state_dict(),
+                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "scaler": scaler.state_dict(), "history": history}, stage_checkpoint(name, stage))
+        last.unlink(missing_ok=True)
+        return {"run": name, "stage": stage, "epochs": len(history), "test_acc": history[-1]["test_acc"]}
     _write_history(out, history)  # again: a run killed after its last epoch resumes straight to here
+    model = distiller.deployable()
     save_model(out / "model.pt", name, run, model, files.num_classes)
-    best = max(history, key=lambda row: row["test_acc"])
-    final = history[-1]
+    best, end_row = max(history, key=lambda row: row["test_acc"]), history[-1]
     metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
-               "dataset": run.dataset, "teacher": run.teacher, "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
+               "dataset": run.dataset, "train_images": len(files.train.labels), "teacher": run.teacher,
+               "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
                "flops": count_flops(model, files.train.images.shape[1:]),
-               "final": {"epoch": final["epoch"], "test_acc": final["test_acc"], "test_loss": final["test_loss"],
-                         "train_loss": final["train_loss"]},
+               "final": {"epoch": end_row["epoch"], "test_acc": end_row["test_acc"],
+                         "test_loss": end_row["test_loss"], "train_loss": end_row["train_loss"]},
                "best": {"epoch": best["epoch"], "test_acc": best["test_acc"]}}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    last.unlink()
+    last.unlink(missing_ok=True)
     return metrics
 
 

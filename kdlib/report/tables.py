@@ -11,7 +11,7 @@ from tabulate import tabulate
 from kdlib.config import Params, scratch_baseline
 from kdlib.engine.atomic import atomic_write_text
 from kdlib.paths import RESULTS, dataset_dir
-from kdlib.report import seed000, seed001, seed002
+from kdlib.report import seed000, seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine
 
 matplotlib.use("Agg")
@@ -89,6 +89,10 @@ def write_report(params: Params) -> None:
                    "seed001_table8": seed001.efficiency_table(params, res)}
     if params.report.seed002:
         tables |= {"seed002_task1": seed002.task1_table(params, res), "seed002_task3": seed002.task3_table(params, res)}
+    study = seed003.Study(params, res) if params.report.seed003 else None
+    if study:
+        tables |= {"seed003_table5": seed003.budget_table(study), "seed003_table2": seed003.data_table(study),
+                   "seed003_table4": seed003.ablation_table(study), "seed003_table7": seed003.time_table(study)}
     for name, text in tables.items():
         atomic_write_text(RESULTS / "tables" / f"{name}.md", text + "\n")
     figures = RESULTS / "figures"
@@ -115,6 +119,9 @@ def write_report(params: Params) -> None:
         seed002.accuracy_params_figure(params, res, figures / "seed002_accuracy_params.png")
         seed002.prediction_figure(params, res, figures / "seed002_predictions.png")
         report += _seed002_section(params, tables)
+    if study:
+        seed003.curves_figure(study, figures / "seed003_curves.png")
+        report += _seed003_section(params, study, tables)
     atomic_write_text(RESULTS / "report.md", "\n".join(report))
 
 
@@ -189,3 +196,19 @@ def _seed002_section(params: Params, tables: dict) -> list[str]:
             "Test images with the top-3 classes of the teacher, the student trained from scratch and the distilled "
             "student; images where the students disagree come first.", "",
             "![predictions](figures/seed002_predictions.png)", ""]
+
+
+def _seed003_section(params: Params, study: seed003.Study, tables: dict) -> list[str]:
+    run = params.written[params.report.seed003.runs[0]]
+    return ["## Seed 003: StableKD", "",
+            f"Teacher `{study.teacher}` ({cell(study.res.acc(study.teacher))}%), student `{run.model}` (width "
+            f"{run.width}) on `{run.dataset}`, seed {run.seed}. StableKD-k/n starts from k blocks and recomposes n "
+            "times; each of its stages is a checkpoint and a DAG node. The seed's columns are its CIFAR-100 "
+            "ResNet34 -> ResNet18 numbers, for reference only.", "",
+            "### Table 5: accuracy per epoch budget", "", tables["seed003_table5"], "",
+            "### Table 2: data efficiency (share of every class of the training set)", "", tables["seed003_table2"], "",
+            "### Table 4: decomposition ablation", "", tables["seed003_table4"], "",
+            "### Table 7: training time per epoch", "",
+            "Measured in the pipeline's own training runs (same pair, batch and machine; evaluation excluded).", "",
+            tables["seed003_table7"], "",
+            "![seed 003 curves](figures/seed003_curves.png)", ""]
