@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kdlib.errors import KDError
-from kdlib.models import MODELS, PRETRAINED
+from kdlib.models import MODELS, PRETRAINED, STAGES
 
 RUN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -55,11 +55,20 @@ class Optimizer(Strict):
 
 
 class Schedule(Strict):
-    # stagewise (StableKD only): within every StableKD stage a triangular warm-up and anneal, the peak halving
-    # stage by stage (the seed's Figure 7, CyclicLR triangular2 with one cycle per stage).
+    # stagewise (StableKD only): within every StableKD stage a triangular warm-up and anneal from min_lr, the
+    # amplitude halving stage by stage (the seed's Figure 7, CyclicLR triangular2 with one cycle per stage).
     name: Literal["cosine", "onecycle", "constant", "stagewise"] = "cosine"
     warmup_epochs: Annotated[float, Field(ge=0)] = 0  # linear warm-up before cosine
-    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    min_lr: Annotated[float, Field(ge=0)] = 0.0  # cosine's floor, stagewise's base
+
+    @model_validator(mode="after")
+    def _keys_of_the_schedule(self):
+        if self.warmup_epochs and self.name != "cosine":
+            raise ValueError(f"warmup_epochs applies to schedule 'cosine' (schedule is '{self.name}'; onecycle and "
+                             "stagewise warm up by themselves)")
+        if self.min_lr and self.name not in ("cosine", "stagewise"):
+            raise ValueError(f"min_lr applies to schedules 'cosine' and 'stagewise' (schedule is '{self.name}')")
+        return self
 
 
 class ColorJitter(Strict):
@@ -109,6 +118,8 @@ METHOD_KEYS = {  # the Distill keys each method reads, beyond method itself
     "stablekd": {"kl_weight", "temperature", "blocks", "recompositions", "stage_epochs"},
 }
 DEFAULT_BETA = {"at": 1000.0, "dkd": 8.0}  # AT's CIFAR beta; DKD's CIFAR weight of the non-target term
+DEFAULT_TEMPERATURE = {"logits": 4.0, "dkd": 4.0, "kd_mse": 1.0, "stablekd": 1.0}  # seed 003 uses T = 1 throughout
+PAIRED_STAGES = ("at", "kd_mse", "stablekd")  # methods that pair the student's stages with the teacher's
 
 
 class Distill(Strict):
@@ -123,7 +134,7 @@ class Distill(Strict):
     # Alpha per epoch: constant; linear from alpha to alpha_end; three_phase (seed 000): 1, 0.5, 0 by thirds.
     schedule: Literal["constant", "linear", "three_phase"] = "constant"
     alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None
-    temperature: Annotated[float, Field(gt=0)] = 4.0
+    temperature: Annotated[float, Field(gt=0)] | None = None  # default: 4, or 1 for kd_mse and stablekd
     beta: Annotated[float, Field(ge=0)] | None = None  # at: AT's beta (1000); dkd: the non-target weight (8)
     kl_weight: Annotated[float, Field(ge=0)] = 1.0  # lambda of seed 003's Eq. 8: CE + lambda KL + sum of MSEs
     blocks: Annotated[int, Field(ge=1)] | None = None  # StableKD's k; default: every stage one block, plus the head
@@ -133,7 +144,9 @@ class Distill(Strict):
 
     @model_validator(mode="after")
     def _schedule_keys(self):
-        foreign = (self.model_fields_set - {"method"}) - METHOD_KEYS[self.method]
+        # Keys given with a value other than their default (a dumped config re-validates).
+        given = {f for f in self.model_fields_set - {"method"} if getattr(self, f) != type(self).model_fields[f].default}
+        foreign = given - METHOD_KEYS[self.method]
         if foreign:
             raise ValueError(f"method '{self.method}' does not use {', '.join(sorted(foreign))} "
                              f"(it reads: {', '.join(sorted(METHOD_KEYS[self.method]))})")
@@ -146,9 +159,18 @@ class Distill(Strict):
         if self.stage_epochs is not None and len(self.stage_epochs) != self.recompositions + 1:
             raise ValueError(f"stage_epochs needs one entry per stage, recompositions + 1 = {self.recompositions + 1} "
                              f"(got {len(self.stage_epochs)})")
-        if self.beta is None and self.method in DEFAULT_BETA:
-            return self.model_copy(update={"beta": DEFAULT_BETA[self.method]})
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_defaults(cls, data):
+        """beta and temperature default by method (before validation, so `Distill(...)` gets them too)."""
+        method = data.get("method", "logits") if isinstance(data, dict) else None
+        if isinstance(method, str):
+            for key, table in (("beta", DEFAULT_BETA), ("temperature", DEFAULT_TEMPERATURE)):
+                if data.get(key) is None and method in table:
+                    data = {**data, key: table[method]}
+        return data
 
     def epochs_per_stage(self, epochs: int) -> list[int]:
         """StableKD's e_0..e_n: as given, or floor(e / (n + 1)) for each stage and the rest for the last."""
@@ -216,6 +238,21 @@ class Run(Strict):
                              f"(epochs is {self.epochs})")
         return self
 
+    def stages_are_independent(self) -> bool:
+        """Whether a StableKD stage's work ignores the later stages: their epochs are given one by one (not split
+        from a total) and the learning rate restarts every stage (not one curve over all epochs)."""
+        return self.distill is not None and self.distill.stage_epochs is not None and \
+            self.schedule.name in ("stagewise", "constant")
+
+    def recipe(self, stage: int | None = None) -> dict:
+        """The resolved run as JSON data; for a training stage of a StableKD run whose stages are independent,
+        without the later stages' epochs (what that stage's result depends on)."""
+        data = self.model_dump(mode="json")
+        if stage is not None and self.stages_are_independent():
+            del data["epochs"]
+            data["distill"]["stage_epochs"] = data["distill"]["stage_epochs"][:stage + 1]
+        return data
+
     def stage_epochs(self) -> list[int]:
         """Epochs of each training stage: a StableKD run's e_0..e_n (each stage a checkpoint), else all in one."""
         if self.distill is not None and self.distill.method == "stablekd":
@@ -234,7 +271,7 @@ class Run(Strict):
             stages = self.distill.recompositions + 1
             if self.distill.stage_epochs is not None and sum(self.distill.stage_epochs) != self.epochs:
                 raise ValueError(f"epochs ({self.epochs}) must be the sum of distill.stage_epochs "
-                                 f"{self.distill.stage_epochs} (leave epochs out to take the sum)")
+                                 f"{self.distill.stage_epochs}: set it to {sum(self.distill.stage_epochs)}")
             if self.epochs < stages:
                 raise ValueError(f"StableKD with {self.distill.recompositions} recompositions trains {stages} stages "
                                  f"of at least one epoch each; epochs is {self.epochs}")
@@ -575,6 +612,7 @@ def _cross_check(params: Params, runs: dict[str, Run]) -> list[str]:
             problems.append(f"runs.{name}.teacher: '{run.teacher}' trains on '{teacher.dataset}', "
                             f"but '{name}' on '{run.dataset}'")
     problems += _report_roles(params.report, params.chains, runs)
+    problems += _blockwise_pairs(runs)
     if not problems:
         problems += _cycles(runs)
     return problems
@@ -598,6 +636,23 @@ def _report_roles(report: Report, chains: dict, runs: dict[str, Run]) -> list[st
     if report.seed002 is not None and report.seed002.chain not in chains:
         problems.append(f"report.seed002.chain: '{report.seed002.chain}' names no chain"
                         f"{_suggest(report.seed002.chain, chains)}")
+    return problems
+
+
+def _blockwise_pairs(runs: dict[str, Run]) -> list[str]:
+    """Methods that pair stage with stage need as many stages in both networks, and StableKD's k at most
+    stages + 1 (the head is a block)."""
+    problems = []
+    for name, run in runs.items():
+        if run.teacher not in runs or run.distill.method not in PAIRED_STAGES:
+            continue
+        mine, theirs = STAGES[run.model], STAGES[runs[run.teacher].model]
+        if mine != theirs:
+            problems.append(f"runs.{name}.distill.method: '{run.distill.method}' pairs the student's stages with the "
+                            f"teacher's, but '{run.model}' has {mine} and '{runs[run.teacher].model}' {theirs}")
+        elif run.distill.blocks is not None and run.distill.blocks > mine + 1:
+            problems.append(f"runs.{name}.distill.blocks: at most {mine + 1} for '{run.model}' (its {mine} stages "
+                            f"and the head; got {run.distill.blocks})")
     return problems
 
 

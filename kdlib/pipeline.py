@@ -112,46 +112,33 @@ def _inherited(defaults: dict, run: dict, unused: frozenset) -> list[str]:
     return [".".join(("defaults",) + path) for path in leaves(defaults) if not sets(run, path) and path[0] not in unused]
 
 
-def _run_keys(params: Params, raw: dict, name: str) -> list[str]:
-    """The params-file keys that define a run and every run upstream of it (so DVC re-runs it when they change)."""
-    keys = {f"datasets.{params.runs[name].dataset}"}
-    for n in [name, *ancestors(params, name)]:
-        source = params.sources[n]
-        keys.update(source.keys)
-        keys.update(_inherited(raw.get("defaults") or {}, raw["runs"][source.entry] or {}, source.unused))
+def _own_keys(params: Params, raw: dict, name: str) -> set[str]:
+    """The params-file keys that define one run: its entry's, and the `defaults` it takes."""
+    source = params.sources[name]
+    return {*source.keys, *_inherited(raw.get("defaults") or {}, raw["runs"][source.entry] or {}, source.unused)}
+
+
+def _run_keys(params: Params, raw: dict, name: str, stage: int | None = None) -> list[str]:
+    """The params-file keys that define a run and every run upstream of it (so DVC re-runs it when they change).
+    For a StableKD stage whose work ends with it, only this stage's and the earlier stages' epochs count, so
+    changing a stage's epochs re-runs that stage and the later ones only. (A run with stage_epochs has its keys
+    leaf by leaf and none for `epochs`: see config._source.)"""
+    own = _own_keys(params, raw, name)
+    if stage is not None and params.runs[name].stages_are_independent():
+        own = {k for key in own for k in ([f"{key}.{i}" for i in range(stage + 1)]
+                                          if key.endswith(".distill.stage_epochs") else [key])}
+    keys = {f"datasets.{params.runs[name].dataset}", *own}
+    for n in ancestors(params, name):
+        keys |= _own_keys(params, raw, n)
     return sorted(keys)
 
 
 def _run_values(params: Params, name: str, stage: int | None = None) -> str:
-    """The resolved recipe of a run and of its teachers: Snakemake re-runs the job when this text changes.
-    For a StableKD stage whose work ends with it, the recipe without the later stages' epochs."""
-    upstream = [name, *ancestors(params, name)]
-    runs = {n: params.runs[n].model_dump(mode="json") for n in upstream}
-    if stage is not None and _stage_local(params.runs[name]):
-        del runs[name]["epochs"]
-        runs[name]["distill"]["stage_epochs"] = runs[name]["distill"]["stage_epochs"][:stage + 1]
+    """The resolved recipe of a run (of `stage`, for a StableKD stage) and of its teachers: Snakemake re-runs
+    the job when this text changes."""
+    runs = {name: params.runs[name].recipe(stage), **{n: params.runs[n].recipe() for n in ancestors(params, name)}}
     return json.dumps({"dataset": params.datasets[params.runs[name].dataset].model_dump(mode="json"),
                        "runs": runs}, sort_keys=True)
-
-
-def _stage_local(run) -> bool:
-    """Whether a StableKD stage's work is independent of the later stages: their epochs are given one by one
-    (not split from a total) and the learning rate restarts every stage (not one curve over all epochs)."""
-    return run.distill is not None and run.distill.stage_epochs is not None and \
-        run.schedule.name in ("stagewise", "constant")
-
-
-def _stage_keys(params: Params, raw: dict, name: str, stage: int) -> list[str]:
-    """A StableKD stage's params keys: the run's, with only the epochs of this stage and the ones before it, so
-    changing a stage's epochs re-runs that stage and the later ones only. (A run with stage_epochs has its
-    keys leaf by leaf and none for `epochs`: see config._source.)"""
-    keys = _run_keys(params, raw, name)
-    if not _stage_local(params.runs[name]):
-        return keys
-    out = []
-    for key in keys:
-        out += [f"{key}.{i}" for i in range(stage + 1)] if key.endswith(".distill.stage_epochs") else [key]
-    return out
 
 
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
@@ -179,7 +166,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         for stage in range(len(run.stage_epochs()) - 1):
             checkpoint = str(folder / f"stage{stage}.pt")
             out.append(Stage(f"train_{name}_stage{stage}", "stages/train.py", f"{name} --stage {stage}",
-                             train_deps + previous, outs=[checkpoint], params=_stage_keys(params, raw, name, stage),
+                             train_deps + previous, outs=[checkpoint], params=_run_keys(params, raw, name, stage),
                              values=_run_values(params, name, stage), gpu=True, all_cores=True))
             previous = [checkpoint]
         out.append(Stage(f"train_{name}", "stages/train.py", name, train_deps + previous,

@@ -153,6 +153,9 @@ def test_stagewise_learning_rate_warms_up_and_anneals_every_stage():
     assert lrs[10] == pytest.approx(0.25 * 0.625)  # stage 2, step 3 of 8: (2.5 / 8) of the way, rising
     assert max(lrs[8:]) == pytest.approx(0.25 * 7 / 8)  # steps 3 and 4 of 8 sit 1/16 either side of the top
     assert stagewise(16, steps, 0.1) == pytest.approx(0.1)  # after the last step: the floor
+    # With a floor, the amplitude above it halves (triangular2): stage 1's top is 0.1 + 0.9 * 0.5 * 0.75.
+    assert stagewise(5, steps, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * 0.75)
+    assert min(stagewise(i, steps, 0.6) for i in range(16)) >= 0.6
     assert Distill(method="stablekd").epochs_per_stage(20) == [6, 6, 8]  # the seed's floor(e/3), floor(e/3), rest
     assert Distill(method="stablekd", recompositions=1, stage_epochs=[3, 5]).epochs_per_stage(8) == [3, 5]
 
@@ -210,3 +213,25 @@ def test_stablekd_config_errors_name_the_key():
     assert "schedule 'stagewise' follows StableKD's stages" in error({"epochs": 3, "schedule": {"name": "stagewise"}})
     assert "it needs unmixed labels" in error({"epochs": 3, "mix": {}, "distill": {"method": "dkd"}})
     assert "StableKD with 2 recompositions trains 3 stages" in error({"epochs": 2, "distill": {"method": "stablekd"}})
+    assert "runs.s.distill.blocks: at most 4 for 'resnet20' (its 3 stages and the head; got 9)" in error(
+        {"epochs": 3, "distill": {"method": "stablekd", "blocks": 9}})
+    assert "runs.s.distill.method: 'at' pairs the student's stages with the teacher's, but 'vgg_shallow' has 5 and " \
+           "'resnet20' 3" in error({"epochs": 3, "model": "vgg_shallow", "distill": {"method": "at"}})
+    assert "warmup_epochs applies to schedule 'cosine'" in error(
+        {"epochs": 3, "schedule": {"name": "stagewise", "warmup_epochs": 1}, "distill": {"method": "stablekd"}})
+
+
+def test_method_defaults_and_round_trip():
+    assert Distill(method="stablekd").temperature == 1.0 and Distill(method="kd_mse").temperature == 1.0
+    assert Distill().temperature == 4.0 and Distill(method="dkd").temperature == 4.0
+    assert Distill(method="at").beta == 1000.0 and Distill(method="dkd").beta == 8.0
+    assert Distill(method="feature").temperature is None  # it reads no temperature
+    for method in ("at", "dkd", "kd_mse", "stablekd", "feature"):  # a dumped config validates again
+        spec = Distill(method=method)
+        assert Distill.model_validate(spec.model_dump()) == spec
+
+
+def test_stage_counts_match_the_models():
+    from kdlib.models import MODELS, STAGES
+    assert set(STAGES) == set(MODELS)
+    assert all(len(build_model(name, 10).stages) == count for name, count in STAGES.items())

@@ -164,3 +164,27 @@ def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
     history = pd.read_csv(ws / "results/runs/student_kd/history.csv")
     assert history["lr"].tolist()[0] < 0.002 and len(history) == 3  # warming up in epoch 1
     assert history[["train_ce", "train_kd", "test_acc"]].notna().all().all() and metrics["final"]["test_acc"] > 0
+
+
+def test_stablekd_stages_continue_from_checked_checkpoints(prepared, tmp_path, monkeypatch):
+    base_teacher = lambda raw: raw["runs"]["teacher"].update(block_type="base", epochs=2)  # noqa: E731
+    ws = clone(prepared, tmp_path, base_teacher)
+    monkeypatch.chdir(ws)
+    params = load_params("params.yaml")
+    train("teacher", params, CPU)
+    with pytest.raises(KDError, match=r"stage0\.pt: not found; stage 1 of run s3_stablekd continues from it: "
+                                      r"rerun stage 0 \(`python stages/train.py s3_stablekd --stage 0`"):
+        train("s3_stablekd", params, CPU)  # the last stage, before stage 0 ran
+    stage0 = train("s3_stablekd", params, CPU, stage=0)
+    assert stage0["epochs"] == 1 and (ws / "results/runs/s3_stablekd/stage0.pt").is_file()
+    assert not (ws / "results/runs/s3_stablekd/model.pt").exists()
+    final = train("s3_stablekd", params, CPU)
+    history = pd.read_csv(ws / "results/runs/s3_stablekd/history.csv")
+    assert history["stage"].tolist() == [0, 1, 1] and history["blocks"].tolist() == [4, 2, 2]
+    assert history["test_acc"].iloc[0] == pytest.approx(stage0["test_acc"])  # stage 0's epoch, carried on
+    assert final["epochs"] == 3 and final["params"] < 60_000  # the plain half-width cifar_quick, projectors folded
+
+    # Stage 0 depends on the learning rate: a stage-0 checkpoint from another lr is refused, naming it.
+    (ws / "params.yaml").write_text((ws / "params.yaml").read_text().replace("lr: 0.1", "lr: 0.2"))
+    with pytest.raises(KDError, match=r"stage0\.pt: was trained with other params, data or teacher"):
+        train("s3_stablekd", load_params("params.yaml"), CPU)

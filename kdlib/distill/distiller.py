@@ -125,7 +125,7 @@ class Distiller(nn.Module):
 
     def with_teacher_terms(self, x: torch.Tensor, y: torch.Tensor, epoch: int
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """AT and DKD: cross-entropy plus the method's terms (these take class indices, not mixed labels)."""
+        """AT and DKD: cross-entropy plus the method's terms (DKD's need class indices, not mixed labels)."""
         with torch.no_grad():
             t_logits, t_features = self.teacher.forward_features(x)
         logits, features = self.student.forward_features(x)

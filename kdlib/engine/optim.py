@@ -25,13 +25,14 @@ def warmup_cosine(step: int, total: int, warmup: int, floor: float) -> float:
 
 
 def stagewise(step: int, stage_steps: list[int], floor: float) -> float:
-    """LR multiplier at `step` for StableKD: in stage c (of stage_steps[c] steps) a triangle from `floor` up to
-    2^-c at mid-stage and back down, so each stage warms up and anneals and its peak is half the one before."""
+    """LR multiplier at `step` for StableKD: in stage c (of stage_steps[c] steps) a triangle from `floor` up by
+    (1 - floor) / 2^c at mid-stage and back down, so each stage warms up and anneals with half the amplitude
+    of the one before (CyclicLR's triangular2)."""
     start = 0
     for c, steps in enumerate(stage_steps):
         if step < start + steps or c == len(stage_steps) - 1:
             position = min(1.0, (step - start + 0.5) / steps)
-            return floor + (0.5 ** c - floor) * (1 - abs(2 * position - 1))
+            return floor + (1 - floor) * 0.5 ** c * (1 - abs(2 * position - 1))
         start += steps
 
 

@@ -34,20 +34,22 @@ log = logging.getLogger("kdlib")
 STAGE_FORMAT = "kdlib-stage-1"
 
 
-def fingerprint(params: Params, name: str, stage: int = 0) -> str:
-    """Hash of everything that determines a run's result (up to `stage`); a last.pt with another hash is stale.
+def fingerprint(params: Params, name: str, stage: int | None = None) -> str:
+    """Hash of everything that determines a run's result, or that of StableKD stage `stage` (not the last);
+    a last.pt or stage checkpoint with another hash is stale.
 
-    Covers the run's config, its teachers' configs, the dataset spec, and the bytes of the prepared
-    data, of the teacher checkpoint and of the previous stage's checkpoint (which change when the code that
-    makes them changes).
+    Covers the run's config (for a stage, what that stage depends on), its teachers' configs, the dataset
+    spec, and the bytes of the prepared data, of the teacher checkpoint and of the previous stage's
+    checkpoint (which change when the code that makes them changes).
     """
     run = params.runs[name]
-    chain = [params.runs[n].model_dump(mode="json") for n in [name, *ancestors(params, name)]]
+    chain = [run.recipe(stage), *(params.runs[n].recipe() for n in ancestors(params, name))]
     files = [dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
     if run.teacher:
         files.append(teacher_checkpoint(params, name))
-    if stage:
-        files.append(stage_checkpoint(name, stage - 1))
+    previous = len(run.stage_epochs()) - 1 if stage is None else stage
+    if previous:
+        files.append(stage_checkpoint(name, previous - 1))
     blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain,
                        "stage": stage, "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]},
                       sort_keys=True)
@@ -80,15 +82,17 @@ def _resume(last, fp: str) -> dict | None:
     return state
 
 
-def _previous_stage(name: str, stage: int, epochs_before: int) -> dict:
-    """Stage `stage - 1`'s checkpoint, checked to be this run's and to end where this stage starts."""
+def _previous_stage(params: Params, name: str, stage: int) -> dict:
+    """Stage `stage - 1`'s checkpoint, checked to be this run's, made with the params it depends on today."""
     path = stage_checkpoint(name, stage - 1)
+    rerun = f"rerun stage {stage - 1} (`python stages/train.py {name} --stage {stage - 1}`, or the DAG)"
+    if not path.is_file():
+        raise KDError(f"{path}: not found; stage {stage} of run {name} continues from it: {rerun} first")
     state = read_checkpoint(path)
     if state.get("format") != STAGE_FORMAT or state.get("run") != name:
-        raise KDError(f"{path}: not a StableKD stage checkpoint of run {name}; rerun stage {stage - 1}")
-    if len(state.get("history", [])) != epochs_before:
-        raise KDError(f"{path}: holds {len(state.get('history', []))} epochs, but stage {stage} starts after "
-                      f"{epochs_before}; rerun stage {stage - 1}")
+        raise KDError(f"{path}: not a StableKD stage checkpoint of run {name}; {rerun}")
+    if state.get("fingerprint") != fingerprint(params, name, stage - 1):
+        raise KDError(f"{path}: was trained with other params, data or teacher than run {name} has now; {rerun}")
     return state
 
 
@@ -100,6 +104,7 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     if not 0 <= stage < len(plan):
         raise KDError(f"runs.{name}: has training stages 0 to {len(plan) - 1} (got stage {stage})")
     final = stage == len(plan) - 1
+    previous = _previous_stage(params, name, stage) if stage > 0 else None  # checked before any work
     out = run_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
@@ -132,12 +137,13 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     steps_per_epoch = math.ceil(len(files.train.labels) / run.batch_size)
     scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch, plan)
     scaler = grad_scaler(run.amp, device)
-    step = TrainStep(name, distiller, optimizer, scheduler, scaler, run, device, files.num_classes)
+    step = TrainStep(name, distiller, optimizer, scheduler, scaler, run, device, files.num_classes,
+                     stage_checkpoint(name, stage - 1) if stage else None)
 
-    last, fp, history = out / "last.pt", fingerprint(params, name, stage), []
+    last, fp, history = out / "last.pt", fingerprint(params, name, None if final else stage), []
     state, source = _resume(last, fp), last
-    if state is None and stage > 0:
-        state, source = _previous_stage(name, stage, sum(plan[:stage])), stage_checkpoint(name, stage - 1)
+    if state is None and previous is not None:
+        state, source = previous, stage_checkpoint(name, stage - 1)
     if state is not None:
         try:
             distiller.load_state_dict(state["model"])
@@ -176,7 +182,8 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
                  run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
 
     if not final:
-        atomic_torch_save({"format": STAGE_FORMAT, "run": name, "stage": stage, "model": distiller.state_dict(),
+        atomic_torch_save({"format": STAGE_FORMAT, "run": name, "stage": stage, "fingerprint": fp,
+                           "model": distiller.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "scaler": scaler.state_dict(), "history": history}, stage_checkpoint(name, stage))
         last.unlink(missing_ok=True)
@@ -204,8 +211,10 @@ def _write_history(out, history: list[dict]) -> None:
 class TrainStep:
     """One epoch of optimisation: batch mixing, mixed precision, the NaN guard, per-term loss sums."""
 
-    def __init__(self, name: str, distiller, optimizer, scheduler, scaler, run, device, num_classes: int):
-        self.name, self.run, self.device = name, run, device
+    def __init__(self, name: str, distiller, optimizer, scheduler, scaler, run, device, num_classes: int,
+                 stage_start=None):
+        """`stage_start`: the checkpoint this StableKD stage continues from, if any."""
+        self.name, self.run, self.device, self.stage_start = name, run, device, stage_start
         self.distiller, self.optimizer, self.scheduler, self.scaler = distiller, optimizer, scheduler, scaler
         self.mixer = batch_mixer(run.mix, num_classes) if run.mix is not None else None
 
@@ -221,9 +230,9 @@ class TrainStep:
                 logits, losses = distiller.forward_train(x, y, epoch)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
+                kept = last if last.is_file() else self.stage_start or "none yet: failed in the first epoch"
                 raise KDError(f"run {self.name}: loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; "
-                              f"stopped. The last good checkpoint is kept "
-                              f"({last if last.is_file() else 'none yet: failed in the first epoch'}); "
+                              f"stopped. The last good checkpoint is kept ({kept}); "
                               "lower the learning rate or check the data")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -26,6 +26,11 @@ MODELS = {
     "efficientnetv2_l": "kdlib.models.torchvision_zoo:efficientnetv2_l",
 }
 PRETRAINED = {name for name, target in MODELS.items() if target.startswith("kdlib.models.torchvision_zoo:")}
+# Stages before the head, for checks that need no torch (blockwise KD pairs stage with stage); a test builds
+# every model and compares.
+STAGES = {"lenet5bn": 2, "lenet5bn_deep": 2, "cifar_quick": 3, "cifar_quick_deep": 3, "vgg16": 5, "vgg_shallow": 5,
+          "resnet20": 3, "resnet56": 3, "resnet8x4": 3, "resnet32x4": 3, "wrn_16_2": 3, "wrn_40_2": 3,
+          "mobilenetv2": 4, "resnet18": 4, "resnet34": 4, "resnet101": 4, "efficientnetv2_s": 5, "efficientnetv2_l": 5}
 
 
 BLOCK_TYPES = ("base", "acb")
