@@ -16,3 +16,17 @@ def run_dir(name: str) -> Path:
 def inference_checkpoint(name: str, block_type: str) -> Path:
     """The checkpoint evaluation and students use: an ACB run's fused deploy.pt, else its model.pt."""
     return run_dir(name) / ("deploy.pt" if block_type == "acb" else "model.pt")
+
+
+def dense_data_dir(name: str) -> Path:
+    """A dense experiment's prepared data (seed 002, Task 2)."""
+    return DATA / "dense" / name
+
+
+def dense_run_dir(name: str, role: str) -> Path:
+    return RESULTS / "dense" / name / role
+
+
+def dense_report_files(name: str) -> tuple[Path, Path]:
+    """A dense experiment's table and figure."""
+    return RESULTS / "tables" / f"seed002_{name}.md", RESULTS / "figures" / f"seed002_{name}.png"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from kdlib.config import Params, ancestors, leaves, load_params, sets
+from kdlib.config import DENSE_ROLES, Params, ancestors, leaves, load_params, sets
 from kdlib.errors import KDError
-from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
+from kdlib.paths import dataset_dir, dense_data_dir, dense_report_files, dense_run_dir, inference_checkpoint, run_dir
 
 DEFAULT_PARAMS = "params.yaml"
 LAZY_IMPORT = re.compile(r"^kdlib(\.\w+)+:\w+$")
@@ -34,9 +34,11 @@ SEED003_OUTPUTS = (*(f"results/tables/seed003_table{i}.md" for i in (2, 4, 5, 7)
 
 
 def report_outputs(params: Params) -> list[str]:
-    """What the tables stage writes: seed 001-003's tables only where params.yaml names their runs."""
+    """What the tables stage writes: seed 001-003's tables only where params.yaml names their runs, and a table and
+    a figure per dense experiment."""
     return [*REPORT_OUTPUTS, *(SEED001_OUTPUTS if params.report.seed001 else ()),
-            *(SEED002_OUTPUTS if params.report.seed002 else ()), *(SEED003_OUTPUTS if params.report.seed003 else ())]
+            *(SEED002_OUTPUTS if params.report.seed002 else ()), *(SEED003_OUTPUTS if params.report.seed003 else ()),
+            *(str(f) for name in params.dense for f in dense_report_files(name))]
 
 
 @dataclass(frozen=True)
@@ -180,14 +182,47 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
                          code_deps("stages/evaluate.py") + test_data + [str(inference_checkpoint(name, run.block_type))],
                          metrics=[str(folder / "eval.json")], params=keys, values=values))
-    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report") if k in raw]
+    out += _dense_stages(params, raw)
+    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "dense")
+            if k in raw]
     results = [str(run_dir(n) / f) for n, r in params.runs.items()
                for f in ("metrics.json", "history.csv", "eval.json") + (("fuse.json",) if r.block_type == "acb" else ())]
     # The test images too: the prediction figure shows some of them.
     data = [str(dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
             for f in ("meta.json", "test.pt")]
-    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + data + results,
+    dense = [str(folder / f) for name in params.dense for folder in (dense_data_dir(name),) for f in ("meta.json", "test.pt")]
+    dense += [str(dense_run_dir(name, role) / f) for name in params.dense for role in DENSE_ROLES
+              for f in ("metrics.json", "history.csv", "predictions.pt")]
+    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + data + results + dense,
                      reports=report_outputs(params), params=keys, values=params.model_dump_json()))
+    return out
+
+
+def _dense_stages(params: Params, raw: dict) -> list[Stage]:
+    """Per dense experiment: its data, then the teacher and the scratch student, then the distilled student."""
+    if not params.dense:
+        return []
+    from kdlib.dense.nets import problems  # imports torch: only for profiles with dense experiments
+    found = [p for name, exp in params.dense.items() for p in problems(name, exp)]
+    if found:
+        raise KDError(found[0] if len(found) == 1 else "\n  " + "\n  ".join(found))
+    out = []
+    for name, exp in params.dense.items():
+        given = raw["dense"][name]
+        keys = lambda fields: [f"dense.{name}.{f}" for f in fields if f in given]  # noqa: E731 (absent: defaults)
+        data = [str(dense_data_dir(name) / f) for f in ("train.pt", "test.pt", "meta.json")]
+        out.append(Stage(f"prepare_dense_{name}", "stages/dense_prepare.py", name,
+                         code_deps("stages/dense_prepare.py") + exp.data.inputs(), outs=data, params=keys(exp.fields("data")),
+                         values=json.dumps(exp.recipe("data"), sort_keys=True)))
+        for role in DENSE_ROLES:
+            folder = dense_run_dir(name, role)
+            teacher = [str(dense_run_dir(name, "teacher") / "model.pt")] if role == "kd" else []
+            out.append(Stage(f"train_dense_{name}_{role}", "stages/dense_train.py", f"{name} {role}",
+                             code_deps("stages/dense_train.py") + data + teacher,
+                             outs=[str(folder / "model.pt"), str(folder / "predictions.pt")],
+                             metrics=[str(folder / "metrics.json")], plots=[str(folder / "history.csv")],
+                             params=keys(exp.fields(role)), values=json.dumps(exp.recipe(role), sort_keys=True),
+                             gpu=True, all_cores=True))
     return out
 
 

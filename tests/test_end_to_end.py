@@ -216,3 +216,51 @@ def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
     assert single == {"train_teacher"}
     assert "train_teacher:" in dvc_single and "evaluate_teacher" not in dvc_single
     assert "Nothing to be done" in run([SNAKEMAKE, "-n"], finished).stdout
+
+
+def test_dense_tables_hold_the_computed_metrics(finished):
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio
+    sr = table_rows(finished / "results/tables/seed002_sr_tiny.md")
+    assert list(sr) == ["bicubic", "student (no KD)", "student (KD)", "teacher"]
+    for label, role in (("student (no KD)", "scratch"), ("student (KD)", "kd"), ("teacher", "teacher")):
+        metrics = json.loads((finished / f"results/dense/sr_tiny/{role}/metrics.json").read_text())
+        history = pd.read_csv(finished / f"results/dense/sr_tiny/{role}/history.csv")
+        assert sr[label]["PSNR-Y (dB)"] == f"{metrics['final']['psnr_y']:.2f}" == f"{history['psnr_y'].iloc[-1]:.2f}"
+        assert sr[label]["SSIM-Y"] == f"{metrics['final']['ssim_y']:.4f}" and len(history) == 2
+    assert sr["student (KD)"]["model"] == "attention_srnet" and sr["teacher"]["model"] == "swinir"
+    # The bicubic row, recomputed with scikit-image: Y of the 8-bit upscaled image, 4 border pixels cropped.
+    test = torch.load(finished / "data/dense/sr_tiny/test.pt", weights_only=True)
+    up = torch.nn.functional.interpolate(test["lr"][0][None].float() / 255, scale_factor=4, mode="bicubic",
+                                         align_corners=False).clamp(0, 1)
+    up = (up[0] * 255).round().permute(1, 2, 0).numpy() / 255
+    y_up, y_hr = (rgb2ycbcr(img)[4:-4, 4:-4, 0] for img in (up, test["hr"][0].permute(1, 2, 0).numpy() / 255))
+    assert test["hr"][0].shape == (3, 48, 48) and test["lr"][0].shape == (3, 12, 12)
+    assert sr["bicubic"]["PSNR-Y (dB)"] == f"{peak_signal_noise_ratio(y_hr, y_up, data_range=255):.2f}"
+    # The deployed student is the student alone: the projector trained beside it is not in model.pt.
+    student = torch.load(finished / "results/dense/sr_tiny/kd/model.pt", weights_only=True)["state_dict"]
+    scratch = torch.load(finished / "results/dense/sr_tiny/scratch/model.pt", weights_only=True)["state_dict"]
+    assert student.keys() == scratch.keys()
+
+    edges = table_rows(finished / "results/tables/seed002_edges_tiny.md")
+    assert list(edges) == ["teacher", "student (no KD)", "student (KD)"]
+    for label, role in (("teacher", "teacher"), ("student (no KD)", "scratch"), ("student (KD)", "kd")):
+        history = pd.read_csv(finished / f"results/dense/edges_tiny/{role}/history.csv").set_index("epoch")
+        metrics = json.loads((finished / f"results/dense/edges_tiny/{role}/metrics.json").read_text())
+        assert [edges[label][f"Dice ep. {k}"] for k in (1, 2, 3)] == [f"{history.loc[k, 'dice']:.4f}" for k in (1, 2, 3)]
+        assert edges[label]["ODS F"] == f"{metrics['final']['ods_f']:.4f}"
+    assert edges["teacher"]["model"] == "U-Net resnet34" and edges["student (KD)"]["model"] == "U-Net mobilenet_v2"
+    report = (finished / "results/report.md").read_text()
+    assert "## Seed 002: dense tasks" in report and "![edges_tiny](figures/seed002_edges_tiny.png)" in report
+    for figure in ("seed002_sr_tiny", "seed002_edges_tiny"):
+        assert (finished / f"results/figures/{figure}.png").stat().st_size > 10_000
+
+
+def test_dense_edits_rerun_only_the_roles_that_read_the_key(finished):
+    snake, dvc, _, _ = edited(finished, lambda raw: raw["dense"]["edges_tiny"]["distill"].update(alpha=0.7))
+    assert snake == dvc == {"train_dense_edges_tiny_kd", "tables"}
+    snake, dvc, _, _ = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["teacher"].update(epochs=3))
+    assert snake == dvc == {"train_dense_sr_tiny_teacher", "train_dense_sr_tiny_kd", "tables"}
+    snake, dvc, _, _ = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["data"].update(blur_sigma=1.5))
+    assert snake == dvc == {"prepare_dense_sr_tiny", *(f"train_dense_sr_tiny_{r}" for r in ("teacher", "scratch", "kd")),
+                            "tables"}

@@ -30,7 +30,7 @@ class Prepared:
     description: str
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (N, C, H, W) -> uint8 (N, 3, size, size), antialiased bilinear; grey becomes RGB."""
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
@@ -46,7 +46,8 @@ PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "moto
           "brick", "grass", "gravel", "camera", "moon", "coins", "page", "text", "china", "flower"]
 
 
-def _photo(name: str) -> np.ndarray:
+def photo(name: str) -> np.ndarray:
+    """One of PHOTOS as uint8 (H, W, 3); grey photos are repeated to RGB."""
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_image
         img = load_sample_image(f"{name}.jpg")
@@ -59,7 +60,9 @@ def _photo(name: str) -> np.ndarray:
     return img[..., :3]
 
 
-def _crops(img: np.ndarray, n: int, cols: tuple[float, float], size: int, rng: np.random.Generator):
+def photo_crops(img: np.ndarray, n: int, cols: tuple[float, float], size: int,
+                rng: np.random.Generator) -> torch.Tensor:
+    """n random square crops (uint8 (n, 3, size, size)) from the columns cols (fractions of the width) of img."""
     h, w = img.shape[:2]
     x0, x1 = int(cols[0] * w), int(cols[1] * w)
     base = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
@@ -72,7 +75,7 @@ def _crops(img: np.ndarray, n: int, cols: tuple[float, float], size: int, rng: n
         crop = base[:, top:top + side, left:left + side]
         if rng.random() < 0.5:
             crop = crop.flip(-1)
-        crop = _resize(crop[None], size)[0].float()
+        crop = resize(crop[None], size)[0].float()
         # Brightness and contrast jitter so that mean colour alone does not give the class away.
         crop = (crop - crop.mean()) * rng.uniform(0.6, 1.4) + crop.mean() * rng.uniform(0.7, 1.3)
         out[i] = crop.round().clamp(0, 255).to(torch.uint8)
@@ -122,7 +125,7 @@ def photo_shapes(spec: DatasetSpec, seed: int = 0) -> Prepared:
     every photo and test textures from the right 25%, so no test pixel is seen in training.
     """
     rng = np.random.default_rng(seed)
-    photos = [_photo(name) for name in PHOTOS]
+    photos = [photo(name) for name in PHOTOS]
     splits = []
     for cols, per_class in (((0.0, 0.75), spec.train_per_class), ((0.75, 1.0), spec.test_per_class)):
         n = per_class * len(SHAPES)
@@ -133,7 +136,7 @@ def photo_shapes(spec: DatasetSpec, seed: int = 0) -> Prepared:
             layer = torch.empty(n, 3, spec.image_size, spec.image_size, dtype=torch.uint8)
             for p in range(len(photos)):
                 idx = torch.from_numpy(np.flatnonzero(picks == p))
-                layer[idx] = _crops(photos[p], len(idx), cols, spec.image_size, rng)
+                layer[idx] = photo_crops(photos[p], len(idx), cols, spec.image_size, rng)
             textures.append(layer)
         masks = shape_masks(kinds, spec.image_size, rng)[:, None]
         splits.append(Split(torch.where(masks, textures[0], textures[1]), kinds.long()))
@@ -151,7 +154,7 @@ def digits(spec: DatasetSpec, seed: int = 0) -> Prepared:
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(labels)))
     n_test = len(labels) // 5
     test_idx, train_idx = order[:n_test], order[n_test:]
-    images = _resize(images, spec.image_size)
+    images = resize(images, spec.image_size)
     return Prepared(Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx]),
                     [str(c) for c in bunch.target_names], "scikit-learn digits (8x8 grey, upscaled), seeded 80/20 split")
 
@@ -173,7 +176,7 @@ def cifar(spec: DatasetSpec, seed: int = 0) -> Prepared:
 
     def split(ds):
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
-        return Split(_resize(images, spec.image_size), torch.tensor(ds.targets, dtype=torch.int64))
+        return Split(resize(images, spec.image_size), torch.tensor(ds.targets, dtype=torch.int64))
 
     return Prepared(split(train), split(test), list(train.classes), f"{spec.source.upper()} via torchvision")
 

@@ -11,7 +11,7 @@ from tabulate import tabulate
 from kdlib.config import Params, scratch_baseline
 from kdlib.engine.atomic import atomic_write_text
 from kdlib.paths import RESULTS, dataset_dir
-from kdlib.report import seed000, seed001, seed002, seed003
+from kdlib.report import seed000, seed001, seed002, seed002_dense, seed003
 from kdlib.report.results import Results, cell, combine
 
 matplotlib.use("Agg")
@@ -119,6 +119,7 @@ def write_report(params: Params) -> None:
         seed002.accuracy_params_figure(params, res, figures / "seed002_accuracy_params.png")
         seed002.prediction_figure(params, res, figures / "seed002_predictions.png")
         report += _seed002_section(params, tables)
+    report += seed002_dense.write(params)
     if study:
         seed003.curves_figure(study, figures / "seed003_curves.png")
         report += _seed003_section(params, study, tables)

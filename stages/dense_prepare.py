@@ -1,0 +1,16 @@
+"""Prepare one dense experiment's data into data/dense/<name>/ (train.pt, test.pt, meta.json)."""
+from kdlib.cli import require, stage_main
+from kdlib.dense.data import prepare
+from kdlib.dense.nets import check
+from kdlib.paths import dense_data_dir
+
+
+def main(params, name):
+    require(params, "dense", name)
+    check(name, params.dense[name])
+    meta = prepare(name, params.dense[name], dense_data_dir(name))
+    print(f"dense {name}: {meta['description']} -> {dense_data_dir(name)}")
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, main)

@@ -1,0 +1,15 @@
+"""Train one role of a dense experiment (teacher, scratch or kd) into results/dense/<name>/<role>/."""
+from kdlib.cli import require, stage_main
+from kdlib.config import DENSE_ROLES
+from kdlib.dense.train import train
+from kdlib.engine.device import pick_device
+
+
+def main(params, name, role):
+    require(params, "dense", name)
+    metrics = train(params, name, role, pick_device())
+    print(f"dense {name} {role}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["final"].items()))
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, main, roles=DENSE_ROLES)
