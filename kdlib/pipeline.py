@@ -190,7 +190,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     # The test images too: the prediction figure shows some of them.
     data = [str(dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
             for f in ("meta.json", "test.pt")]
-    dense = [str(folder / f) for name in params.dense for folder in (dense_data_dir(name),) for f in ("meta.json", "test.pt")]
+    dense = [str(dense_data_dir(name) / f) for name in params.dense for f in ("meta.json", "test.pt")]
     dense += [str(dense_run_dir(name, role) / f) for name in params.dense for role in DENSE_ROLES
               for f in ("metrics.json", "history.csv", "predictions.pt")]
     out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + data + results + dense,
