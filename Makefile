@@ -1,14 +1,17 @@
-# The two commands of the README:
+# The commands of the README:
 #   make        create .venv, install, run the whole default pipeline, record it in dvc.lock
 #               (dvc commit rewrites outputs from its cache; `snakemake --touch` then restores the
 #               file times Snakemake compares, so `snakemake -n` and `dvc status` both say: up to date)
 #   make test   create .venv, install, run the test suite
+#   make push   upload datasets and checkpoints to the DVC remote (.dvc/config: a folder beside the checkout)
+#   make pull   in a fresh clone: download them, check that the checkout is what dvc.lock records, then align
+#               the file times (`snakemake --touch --forceall`) so that neither tool re-runs anything
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all pipeline test dvc-yaml clean-results
+.PHONY: all pipeline test push pull dvc-yaml
 
 all: pipeline
 
@@ -28,6 +31,25 @@ pipeline: $(BIN)/kdlib-installed
 
 test: $(BIN)/kdlib-installed
 	$(BIN)/python -m pytest
+
+push: $(BIN)/kdlib-installed
+	dvc push
+
+# Times are aligned only when DVC finds every stage's code, params and outputs as dvc.lock records them.
+# --forceall touches every job, so Snakemake records each with the current params and code: a fresh clone has no
+# such records, and a job without one (the prepare stages, which a plain --touch skips) would not re-run after a
+# params edit.
+pull: $(BIN)/kdlib-installed
+	dvc pull
+	@if dvc status --quiet; then \
+		snakemake --touch --forceall --cores 1 --quiet && \
+		echo "pulled: dvc status and snakemake -n both say up to date"; \
+	else \
+		dvc status; \
+		echo "pulled, but dvc status (above) says the pipeline is not up to date, so file times were left alone:" \
+			"dvc repro re-runs what changed, then make pull aligns them" >&2; \
+		exit 1; \
+	fi
 
 dvc-yaml: $(BIN)/kdlib-installed
 	$(BIN)/python -m kdlib.pipeline dvc

@@ -4,13 +4,42 @@ import os
 import sys
 
 from kdlib.errors import KDError
-from kdlib.pipeline import DEFAULT_PARAMS, stages
+from kdlib.launch import processes
+from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, stages
 
 PARAMS = config.get("params", DEFAULT_PARAMS)
+# Cluster requests per stage kind (runtime in minutes, mem_mb, ...), from a cluster profile's configfile
+# (profiles/slurm/resources.yaml); a local run needs none.
+REQUESTS = config.get("stage_resources") or {}
 try:
+    unknown = sorted(set(REQUESTS) - set(STAGE_KINDS))
+    if unknown:
+        raise KDError(f"stage_resources.{unknown[0]}: not a stage kind (known: {', '.join(STAGE_KINDS)})")
+    # KDLIB_NPROC=N: every training job runs N processes under torchrun, one GPU each.
+    TRAIN_GPUS = processes()
     STAGES = stages(PARAMS)
 except KDError as e:
     sys.exit(f"error: {e}")
+
+
+# `snakemake --report report.html`: the tables stage's tables and figures in one self-contained page, with
+# report/workflow.rst as its front page (which prints every table) and a caption per kind of file.
+report: "report/workflow.rst"
+
+
+def reported(path):
+    """A tables-stage output flagged for the HTML report, under Figures, Tables or Report, a subcategory per seed,
+    labelled by its name ("seed 000, table 1"). The flag changes no job, only what --report embeds."""
+    folder, stem = os.path.basename(os.path.dirname(path)), os.path.splitext(os.path.basename(path))[0]
+    kind = {"figures": "figure", "tables": "table"}.get(folder, "document")
+    seed, _, rest = stem.partition("_") if stem.startswith("seed") and "_" in stem else ("", "", stem)
+    group = f"seed {seed[4:]}" if seed else "all runs"
+    word = rest.rstrip("0123456789")  # table1 -> table 1
+    rest = f"{word} {rest[len(word):]}" if word and word != rest else rest
+    name = f"{group}, {rest}" if seed else stem
+    category = {"figure": "Figures", "table": "Tables"}.get(kind, "Report")
+    return report(path, caption=f"report/{kind}.rst", category=category, subcategory=group,
+                  labels={kind: name.replace("_", " ")})
 
 
 rule all:
@@ -26,7 +55,7 @@ for stage in STAGES:
         input:
             stage.deps,
         output:
-            stage.outputs,
+            [reported(path) if path in stage.reports else path for path in stage.outputs],
         params:
             # Snakemake re-runs a job whose params changed: these are the resolved values of
             # the run's params keys and those of every run upstream of it.
@@ -36,6 +65,8 @@ for stage in STAGES:
         # Snakemake lowers a job's threads to --cores; workflow.cores would break `snakemake -n` without it.
         threads: (os.cpu_count() or 1) if stage.all_cores else 1
         resources:
-            gpu=1 if stage.gpu else 0,
+            # Only where a GPU is wanted: executors (Kubernetes) treat any `gpu` key as a GPU job.
+            **({"gpu": TRAIN_GPUS if stage.kind == "train" else 1} if stage.gpu else {}),
+            **REQUESTS.get(stage.kind, {}),
         shell:
             "{params.cmd}"

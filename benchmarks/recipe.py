@@ -66,7 +66,6 @@ def main() -> None:
         distiller = Distiller(student, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).train()
         optimizer = torch.optim.SGD(distiller.parameters(), lr=1e-3, momentum=0.9)
         mixer = batch_mixer(Mix(), files.num_classes)
-        generator = torch.Generator().manual_seed(0)
 
         def train_step(x, y, mix=True):
             if mix:
@@ -76,12 +75,12 @@ def main() -> None:
             sum(losses.values()).backward()
             optimizer.step()
 
-        load = images_per_second(train_loader(files, FULL, run.batch_size, generator), lambda x, y: mixer(x, y),
+        load = images_per_second(train_loader(files, FULL, run.batch_size, seed=0), lambda x, y: mixer(x, y),
                                  args.batches)
-        full = images_per_second(train_loader(files, FULL, run.batch_size, generator), train_step, args.batches)
-        overlapped = images_per_second(train_loader(files, workers, run.batch_size, generator), train_step,
+        full = images_per_second(train_loader(files, FULL, run.batch_size, seed=0), train_step, args.batches)
+        overlapped = images_per_second(train_loader(files, workers, run.batch_size, seed=0), train_step,
                                        args.batches)
-        off = images_per_second(train_loader(files, OFF, run.batch_size, generator),
+        off = images_per_second(train_loader(files, OFF, run.batch_size, seed=0),
                                 lambda x, y: train_step(x, y, mix=False), args.batches)
         print(f"{name:26s} {load:22.0f} {full:23.0f} {overlapped:18.0f} {off:22.0f}")
 

@@ -30,6 +30,7 @@ REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables
 SEED001_OUTPUTS = (*(f"results/tables/seed001_table{i}.md" for i in (4, 6, 7, 8)), "results/figures/seed001_loss_curves.png")
 SEED002_OUTPUTS = ("results/tables/seed002_task1.md", "results/tables/seed002_task3.md",
                    "results/figures/seed002_accuracy_params.png", "results/figures/seed002_predictions.png")
+STAGE_KINDS = ("prepare", "train", "fuse", "evaluate", "dense_prepare", "dense_train", "tables")  # Stage.kind
 SEED003_OUTPUTS = (*(f"results/tables/seed003_table{i}.md" for i in (2, 4, 5, 7)), "results/figures/seed003_curves.png")
 
 
@@ -61,6 +62,11 @@ class Stage:
     def cmd(self, params_file: str) -> str:
         extra = "" if params_file == DEFAULT_PARAMS else f" --params {params_file}"
         return f"python {self.script}{' ' + self.arg if self.arg else ''}{extra}"
+
+    @property
+    def kind(self) -> str:
+        """train, fuse, evaluate, prepare, tables, dense_prepare or dense_train: what cluster profiles size."""
+        return Path(self.script).stem
 
     @property
     def outputs(self) -> list[str]:

@@ -1,13 +1,25 @@
 """Train one run (from scratch, or distilled from its teacher) into results/runs/<name>/; with --stage, one
-stage of a StableKD run into results/runs/<name>/stage<C>.pt."""
+stage of a StableKD run into results/runs/<name>/stage<C>.pt. With KDLIB_NPROC=N, on N processes (torchrun)."""
+import sys
+
 from kdlib.cli import require, stage_main
+from kdlib.engine import distributed
 from kdlib.engine.device import pick_device
-from kdlib.engine.trainer import train
+from kdlib.engine.trainer import rank_batch, train
+from kdlib.launch import processes, relaunch_under_torchrun
 
 
 def main(params, name, stage):
     require(params, "runs", name)
-    result = train(name, params, pick_device(), stage)
+    rank_batch(params, name, processes())
+    relaunch_under_torchrun(sys.argv)  # after the checks, so that bad input fails once, not once per process
+    device = distributed.start(pick_device())
+    try:
+        result, main = train(name, params, device, stage), distributed.is_main()
+    finally:
+        distributed.stop()
+    if not main:
+        return
     if "stage" in result:
         print(f"{name} stage {result['stage']}: {result['epochs']} epochs, test acc {result['test_acc']:.2f}%")
         return

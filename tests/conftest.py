@@ -10,6 +10,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 BIN = Path(sys.executable).parent  # the venv's snakemake and dvc
+SNAKEMAKE, DVC = str(BIN / "snakemake"), str(BIN / "dvc")
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def tiny_raw() -> dict:
 
 def make_workspace(path: Path, params: Path = TINY) -> Path:
     """A fresh project copy (code, Snakefile, the given profile as params.yaml) with git and DVC initialised."""
-    for item in ("kdlib", "stages", "Snakefile", "profiles", "configs", ".dvcignore"):
+    for item in ("kdlib", "stages", "Snakefile", "report", "profiles", "configs", ".dvcignore"):
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, path / item)
     shutil.copy(params, path / "params.yaml")
@@ -31,11 +32,23 @@ def make_workspace(path: Path, params: Path = TINY) -> Path:
     return path
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`cmd` in `cwd` with a clean environment (`env` adds to it or overrides it)."""
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(cwd), "HOME": str(cwd), "KDLIB_DEVICE": "cpu",
            "OMP_NUM_THREADS": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+           "GIT_COMMITTER_EMAIL": "t@t"} | (env or {})
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory) -> Path:
+    """A workspace where the whole tiny DAG has run and both tools record it as up to date (shared: read it,
+    or restore what you change)."""
+    ws = make_workspace(tmp_path_factory.mktemp("e2e"))
+    run([SNAKEMAKE, "--cores", "2", "--resources", "gpu=1"], ws)
+    run([DVC, "commit", "--force", "--quiet"], ws)
+    run([SNAKEMAKE, "--touch", "--cores", "1", "--quiet"], ws)
+    return ws

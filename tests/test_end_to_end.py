@@ -7,19 +7,9 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import BIN, make_workspace, run
+from tests.conftest import DVC, SNAKEMAKE, run
 
-SNAKEMAKE, DVC = str(BIN / "snakemake"), str(BIN / "dvc")
 SEED003 = ("s3_kd", "s3_at", "s3_dkd", "s3_kd_mse", "s3_stablekd_0", "s3_stablekd", "s3_kd_half", "s3_stablekd_half")
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    ws = make_workspace(tmp_path_factory.mktemp("e2e"))
-    run([SNAKEMAKE, "--cores", "2", "--resources", "gpu=1"], ws)
-    run([DVC, "commit", "--force", "--quiet"], ws)
-    run([SNAKEMAKE, "--touch", "--cores", "1", "--quiet"], ws)
-    return ws
 
 
 def table_rows(path):

@@ -95,7 +95,7 @@ def test_loader_workers_augment_reproducibly():
     def epoch(workers):
         augment = Augment(crop_padding=2, hflip=True, autoaugment=True, workers=workers)
         torch.manual_seed(7)  # the trainer seeds every epoch like this; workers must not depend on later draws
-        batches = list(train_loader(files, augment, 8, torch.Generator().manual_seed(3)))
+        batches = list(train_loader(files, augment, 8, seed=3))
         torch.rand(1)
         return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 

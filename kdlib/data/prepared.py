@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from kdlib.config import Augment
 from kdlib.data.sources import Prepared, Split
@@ -102,12 +102,22 @@ class AugmentedSet(Dataset):
         return (self.after(image) if self.after else image), self.split.labels[i]
 
 
-def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, generator: torch.Generator) -> DataLoader:
-    return DataLoader(AugmentedSet(files.train, files.meta, augment), batch_size=batch_size, shuffle=True,
-                      generator=generator, drop_last=False, num_workers=augment.workers)
+def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, seed: int, rank: int = 0,
+                 replicas: int = 1) -> DataLoader:
+    """Rank `rank`'s share of one epoch: the training images in the order `seed` shuffles them, dealt out over
+    `replicas` processes, so that the ranks' batches of `batch_size` together make exactly the batches of size
+    batch_size x replicas that one process would draw. (The last batch may repeat a few images so that every
+    rank gets as many.) Augmentation draws from the global RNG, which each rank seeds itself."""
+    images = AugmentedSet(files.train, files.meta, augment)
+    order = DistributedSampler(images, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
+    # The generator seeds the workers' augmentation, when there are workers.
+    return DataLoader(images, batch_size=batch_size, sampler=order, drop_last=False, num_workers=augment.workers,
+                      generator=torch.Generator().manual_seed(seed + rank))
 
 
-def test_loader(files: DatasetFiles, batch_size: int) -> DataLoader:
+def test_loader(files: DatasetFiles, batch_size: int, rank: int = 0, replicas: int = 1) -> DataLoader:
+    """The test images in order (every `replicas`-th from `rank`: one rank's share)."""
     # No augmentation: normalise the whole split once instead of image by image.
-    return DataLoader(TensorDataset(normalize(files.test.images, files.meta), files.test.labels),
-                      batch_size=batch_size, shuffle=False)
+    images = TensorDataset(normalize(files.test.images, files.meta), files.test.labels)
+    share = images if replicas == 1 else Subset(images, range(rank, len(images), replicas))
+    return DataLoader(share, batch_size=batch_size, shuffle=False)

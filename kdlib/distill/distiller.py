@@ -93,6 +93,10 @@ class Distiller(nn.Module):
         """Cross-entropy against class indices, or against mixed label distributions (Mixup / CutMix)."""
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
+    def forward(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """forward_train, as a module call: what a DistributedDataParallel wrapper runs."""
+        return self.forward_train(x, y, epoch)
+
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`y`: class indices (N,) or, for mixed batches, class distributions (N, classes). A mixed image's

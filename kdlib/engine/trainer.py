@@ -19,6 +19,7 @@ from kdlib.config import Params, ancestors
 from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import class_fraction, load_prepared, test_loader, train_loader
 from kdlib.distill.distiller import Distiller
+from kdlib.engine import distributed
 from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
 from kdlib.engine.checkpoint import load_model, read_checkpoint, save_model
 from kdlib.engine.evaluate import evaluate
@@ -72,6 +73,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def rank_batch(params: Params, name: str, ranks: int) -> int:
+    """Each of `ranks` processes' share of the run's batch (the global batch: the lr needs no scaling)."""
+    batch = params.runs[name].batch_size
+    if batch % ranks:
+        raise KDError(f"runs.{name}.batch_size: {batch} images per step cannot be shared equally by {ranks} "
+                      f"training processes; use a multiple of {ranks}")
+    return batch // ranks
+
+
 def _resume(last, fp: str) -> dict | None:
     if not last.is_file():
         return None
@@ -97,8 +107,11 @@ def _previous_stage(params: Params, name: str, stage: int) -> dict:
 
 
 def train(name: str, params: Params, device: torch.device, stage: int | None = None) -> dict:
-    """Train run `name`, or one stage of a StableKD run (default: the last, which writes the model)."""
+    """Train run `name`, or one stage of a StableKD run (default: the last, which writes the model). Under
+    torchrun, this process trains its share of every batch and rank 0 writes the files (see distributed)."""
     run = params.runs[name]
+    rank, ranks, main = distributed.rank(), distributed.size(), distributed.is_main()
+    share = rank_batch(params, name, ranks)
     plan = run.stage_epochs()
     stage = len(plan) - 1 if stage is None else stage
     if not 0 <= stage < len(plan):
@@ -137,8 +150,6 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     steps_per_epoch = math.ceil(len(files.train.labels) / run.batch_size)
     scheduler = build_scheduler(run.schedule, optimizer, run.optimizer.lr, run.epochs, steps_per_epoch, plan)
     scaler = grad_scaler(run.amp, device)
-    step = TrainStep(name, distiller, optimizer, scheduler, scaler, run, device, files.num_classes,
-                     stage_checkpoint(name, stage - 1) if stage else None)
 
     last, fp, history = out / "last.pt", fingerprint(params, name, None if final else stage), []
     state, source = _resume(last, fp), last
@@ -155,42 +166,46 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
                           "delete it and rerun the stage that writes it") from None
         history = state["history"]
         log.info("%s: continuing after epoch %d from %s", name, len(history), source)
+    step = TrainStep(name, distiller, distributed.data_parallel(distiller, device, distiller.projector is not None), optimizer, scheduler, scaler,
+                     run, device, files.num_classes, stage_checkpoint(name, stage - 1) if stage else None)
 
     model = distiller.student  # in training form: with blockwise projectors, if any
-    evaluation = test_loader(files, run.batch_size)
+    evaluation = test_loader(files, run.batch_size, rank, ranks)
     end = sum(plan[:stage + 1])
     for epoch in tqdm(range(len(history), end), initial=len(history), total=end,
-                      desc=f"{name} epochs", disable=None, leave=False):
+                      desc=f"{name} epochs", disable=None if main else True, leave=False):
         seed = epoch_seed(run.seed, epoch)
-        torch.manual_seed(seed)
-        loader = train_loader(files, run.augment, run.batch_size, torch.Generator().manual_seed(seed))
+        # Every rank augments its images with its own stream (rank 0's is the one-process run's); the shuffled
+        # order they share comes from the sampler, seeded alike on all ranks.
+        torch.manual_seed(seed + (rank << 32))
+        loader = train_loader(files, run.augment, share, seed, rank, ranks)
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         stats = step.epoch(loader, epoch, last)
         trained = time.perf_counter()
-        test = evaluate(model, evaluation, device)
+        test = _evaluate_shared(model, evaluation, device)
         blocks = {"stage": stage, "blocks": len(distiller.groups)} if distiller.groups is not None else {}
         history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **blocks, **stats,
                         "test_loss": test["loss"], "test_acc": test["acc"], "train_s": trained - started,
                         "time_s": time.perf_counter() - started})
-        atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
-                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                           "scaler": scaler.state_dict(), "history": history}, last)
-        if final:  # history.csv is the last stage's output
+        if main:
+            atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "scaler": scaler.state_dict(), "history": history}, last)
+        if final and main:  # history.csv is the last stage's output
             _write_history(out, history)
         log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
                  run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
 
     if not final:
-        atomic_torch_save({"format": STAGE_FORMAT, "run": name, "stage": stage, "fingerprint": fp,
-                           "model": distiller.state_dict(),
-                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                           "scaler": scaler.state_dict(), "history": history}, stage_checkpoint(name, stage))
-        last.unlink(missing_ok=True)
+        if main:
+            atomic_torch_save({"format": STAGE_FORMAT, "run": name, "stage": stage, "fingerprint": fp,
+                               "model": distiller.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "scaler": scaler.state_dict(), "history": history}, stage_checkpoint(name, stage))
+            last.unlink(missing_ok=True)
         return {"run": name, "stage": stage, "epochs": len(history), "test_acc": history[-1]["test_acc"]}
-    _write_history(out, history)  # again: a run killed after its last epoch resumes straight to here
     model = distiller.deployable()
-    save_model(out / "model.pt", name, run, model, files.num_classes)
     best, end_row = max(history, key=lambda row: row["test_acc"]), history[-1]
     metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
                "dataset": run.dataset, "train_images": len(files.train.labels), "teacher": run.teacher,
@@ -198,10 +213,23 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
                "flops": count_flops(model, files.train.images.shape[1:]),
                "final": {"epoch": end_row["epoch"], "test_acc": end_row["test_acc"],
                          "test_loss": end_row["test_loss"], "train_loss": end_row["train_loss"]},
-               "best": {"epoch": best["epoch"], "test_acc": best["test_acc"]}}
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    last.unlink(missing_ok=True)
+               "best": {"epoch": best["epoch"], "test_acc": best["test_acc"]}, "processes": ranks}
+    if main:
+        _write_history(out, history)  # again: a run killed after its last epoch resumes straight to here
+        save_model(out / "model.pt", name, run, model, files.num_classes)
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        last.unlink(missing_ok=True)
     return metrics
+
+
+def _evaluate_shared(model, loader, device) -> dict:
+    """Test loss and top-1 (%) over the whole test split, each rank evaluating its share of it."""
+    distributed.share_buffers(model)
+    result = evaluate(model, loader, device)
+    n = len(result["labels"])
+    loss, correct, n = distributed.all_sum(
+        [result["loss"] * n, (result["predictions"] == result["labels"]).sum().item(), n], device)
+    return {"loss": loss / n, "acc": 100.0 * correct / n}
 
 
 def _write_history(out, history: list[dict]) -> None:
@@ -211,27 +239,31 @@ def _write_history(out, history: list[dict]) -> None:
 class TrainStep:
     """One epoch of optimisation: batch mixing, mixed precision, the NaN guard, per-term loss sums."""
 
-    def __init__(self, name: str, distiller, optimizer, scheduler, scaler, run, device, num_classes: int,
+    def __init__(self, name: str, distiller, forward, optimizer, scheduler, scaler, run, device, num_classes: int,
                  stage_start=None):
-        """`stage_start`: the checkpoint this StableKD stage continues from, if any."""
+        """`forward`: the distiller itself, or its data-parallel wrapper; `stage_start`: the checkpoint this
+        StableKD stage continues from, if any."""
         self.name, self.run, self.device, self.stage_start = name, run, device, stage_start
-        self.distiller, self.optimizer, self.scheduler, self.scaler = distiller, optimizer, scheduler, scaler
+        self.distiller, self.forward = distiller, forward
+        self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
         self.mixer = batch_mixer(run.mix, num_classes) if run.mix is not None else None
 
     def epoch(self, loader, epoch: int, last) -> dict:
         distiller, device = self.distiller, self.device
         distiller.train()
         sums, correct, seen = {}, 0, 0
-        for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None, leave=False)):
+        for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None if distributed.is_main()
+                                            else True, leave=False)):
             x, y = x.to(device), y.to(device)
             if self.mixer is not None:
                 x, y = self.mixer(x, y)  # y becomes class distributions
             with autocast(self.run.amp, device, self.name):
-                logits, losses = distiller.forward_train(x, y, epoch)
+                logits, losses = self.forward(x, y, epoch)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
+            total = distributed.all_sum([loss.item()], device)[0]  # every rank stops if any rank's loss is bad
+            if not math.isfinite(total):
                 kept = last if last.is_file() else self.stage_start or "none yet: failed in the first epoch"
-                raise KDError(f"run {self.name}: loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; "
+                raise KDError(f"run {self.name}: loss is {total} at epoch {epoch + 1}, batch {batch + 1}; "
                               f"stopped. The last good checkpoint is kept ({kept}); "
                               "lower the learning rate or check the data")
             self.optimizer.zero_grad(set_to_none=True)
@@ -245,5 +277,7 @@ class TrainStep:
             correct += (logits.argmax(1) == labels).sum().item()
             for key, value in {"loss": loss, **losses}.items():
                 sums[key] = sums.get(key, 0.0) + value.item() * n
+        *totals, correct, seen = distributed.all_sum([*sums.values(), correct, seen], device)
+        sums = dict(zip(sums, totals))
         return {"train_loss": sums.pop("loss") / seen, "train_acc": 100.0 * correct / seen,
                 **{f"train_{k}": v / seen for k, v in sums.items()}}
