@@ -3,6 +3,7 @@
 #               (dvc commit rewrites outputs from its cache; `snakemake --touch` then restores the
 #               file times Snakemake compares, so `snakemake -n` and `dvc status` both say: up to date)
 #   make test   create .venv, install, run the test suite
+#   make bench  the benchmark suite (benchmarks/suite.py) on the finished workspace: results/benchmarks.{json,md}
 #   make push   upload datasets and checkpoints to the DVC remote (.dvc/config: a folder beside the checkout)
 #   make pull   in a fresh clone: download them, check that the checkout is what dvc.lock records, then align
 #               the file times (`snakemake --touch --forceall`) so that neither tool re-runs anything
@@ -11,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all pipeline test push pull dvc-yaml
+.PHONY: all pipeline test bench push pull dvc-yaml
 
 all: pipeline
 
@@ -21,13 +22,20 @@ $(BIN)/kdlib-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The wall time goes to results/pipeline_time.json (with the jobs run, from Snakemake's log) for the benchmarks.
 pipeline: $(BIN)/kdlib-installed
 	@start=$$(date +%s); \
 	$(BIN)/python -m kdlib.pipeline dvc && \
 	snakemake --cores all --resources gpu=1 && \
+	log=$$(find .snakemake/log -name '*.snakemake.log' -newermt @$$start 2>/dev/null | sort | tail -1) && \
 	dvc commit --force --quiet && \
 	snakemake --touch --cores 1 --quiet && \
-	echo "default pipeline finished in $$(( $$(date +%s) - start )) s; dvc.lock updated"
+	seconds=$$(( $$(date +%s) - start )) && \
+	$(BIN)/python benchmarks/workflow.py --record $$seconds $${log:+--log $$log} && \
+	echo "default pipeline finished in $$seconds s; dvc.lock updated"
+
+bench: $(BIN)/kdlib-installed
+	$(BIN)/python benchmarks/suite.py
 
 test: $(BIN)/kdlib-installed
 	$(BIN)/python -m pytest

@@ -1,11 +1,13 @@
-"""Seed 001's recipe cost, measured (not asserted): run `python benchmarks/recipe.py`.
+"""Data loading against training, measured (not asserted): run `python benchmarks/recipe.py`.
 
-For every distilled run of the params file (the first seed of each), on its prepared dataset: training
-throughput (images/s, whole steps with loading, augmentation, teacher forward, student forward/backward)
-with the full seed-001 augmentation (crop, flip, AutoAugment, random erasing, Mixup/CutMix), augmenting in
-the training process and in `--workers` loader processes, against the same run with augmentation off;
-and data-loading throughput alone (the loader with full augmentation, no model). Loading is not the
-bottleneck while its images/s stay well above the training images/s.
+Seed 001's recipe cost: for every distilled run of the params file (the first seed of each) on its prepared
+dataset, training throughput (images/s, whole steps with loading, augmentation, teacher forward, student
+forward/backward) with the full seed-001 augmentation (crop, flip, AutoAugment, random erasing, Mixup/CutMix),
+augmenting in the training process and in `--workers` loader processes, against the same run with augmentation
+off; and data-loading throughput alone (the loader with full augmentation, no model). Runs whose loss needs hard
+labels (DKD) cannot take Mixup/CutMix and are left out. The benchmark suite (suite.py) asks the same of every
+distilled run with its own augmentation (`own_recipe_rows`). Loading is not the bottleneck while its images/s stay
+well above the training images/s.
 Run the pipeline first (data/<dataset>/ and the teachers' checkpoints must exist).
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import time
 
 import torch
+from tabulate import tabulate
 
 from kdlib.config import Augment, Mix, RandomErasing, load_params
 from kdlib.data.mixing import batch_mixer
@@ -26,6 +29,7 @@ from kdlib.paths import dataset_dir
 
 FULL = Augment(crop_padding=4, hflip=True, autoaugment=True, random_erasing=RandomErasing(p=0.25, scale=(0.02, 0.2)))
 OFF = Augment(crop_padding=0, hflip=False)
+HARD_LABELS = ("dkd",)  # losses that need each image's class, not a Mixup/CutMix distribution
 
 
 def first_seeds(params) -> dict[str, str]:
@@ -47,6 +51,54 @@ def images_per_second(batches, step, limit: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def throughput(params, name: str, augment: Augment, mix: Mix | None, batches: int) -> tuple[float, float]:
+    """(loader images/s, training images/s) of run `name` (its data, teacher and student) with this augmentation
+    and batch mixing: the loader alone, then whole training steps fed by it."""
+    run = params.runs[name]
+    files = load_prepared(dataset_dir(run.dataset))
+    teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
+    student = build_model(run.model, files.num_classes, run.width, run.block_type)
+    distiller = Distiller(student, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).train()
+    optimizer = torch.optim.SGD(distiller.parameters(), lr=1e-3, momentum=0.9)
+    mixer = batch_mixer(mix, files.num_classes) if mix else (lambda x, y: (x, y))
+
+    def train_step(x, y):
+        _, losses = distiller.forward_train(*mixer(x, y), 0)
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+
+    loader = lambda: train_loader(files, augment, run.batch_size, seed=0)  # noqa: E731
+    return (images_per_second(loader(), lambda x, y: mixer(x, y), batches),
+            images_per_second(loader(), train_step, batches))
+
+
+def recipe_rows(params, batches: int, workers: int) -> list[dict]:
+    """Seed 001's question, for every distilled run (first seed) whose loss takes mixed labels: images/s of the
+    loader and of training with the full augmentation, augmenting in the training process or in `workers` loader
+    processes, and of training with augmentation off."""
+    rows = []
+    for name in first_seeds(params).values():
+        if params.runs[name].distill.method in HARD_LABELS:
+            continue
+        load, full = throughput(params, name, FULL, Mix(), batches)
+        overlapped = throughput(params, name, FULL.model_copy(update={"workers": workers}), Mix(), batches)[1]
+        off = throughput(params, name, OFF, None, batches)[1]
+        rows.append({"run": name, "load_img_s": load, "train_img_s": full, f"train_{workers}_workers_img_s": overlapped,
+                     "train_aug_off_img_s": off})
+    return rows
+
+
+def own_recipe_rows(params, batches: int) -> list[dict]:
+    """Every distilled run (first seed) with its own augmentation and mixing: loader against training images/s."""
+    rows = []
+    for name in first_seeds(params).values():
+        run = params.runs[name]
+        load, train = throughput(params, name, run.augment, run.mix, batches)
+        rows.append({"run": name, "load_img_s": load, "train_img_s": train, "load_over_train": load / train})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -55,34 +107,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     print(f"params: {args.params} (profile {params.profile}); {torch.get_num_threads()} threads, CPU")
-    workers = FULL.model_copy(update={"workers": args.workers})
-    print(f"{'run':26s} {'load img/s (full aug)':>22s} {'train img/s (full aug)':>23s} "
-          f"{f'with {args.workers} workers':>18s} {'train img/s (aug off)':>22s}")
-    for name in first_seeds(params).values():
-        run = params.runs[name]
-        files = load_prepared(dataset_dir(run.dataset))
-        teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
-        student = build_model(run.model, files.num_classes, run.width, run.block_type)
-        distiller = Distiller(student, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).train()
-        optimizer = torch.optim.SGD(distiller.parameters(), lr=1e-3, momentum=0.9)
-        mixer = batch_mixer(Mix(), files.num_classes)
-
-        def train_step(x, y, mix=True):
-            if mix:
-                x, y = mixer(x, y)
-            _, losses = distiller.forward_train(x, y, 0)
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            optimizer.step()
-
-        load = images_per_second(train_loader(files, FULL, run.batch_size, seed=0), lambda x, y: mixer(x, y),
-                                 args.batches)
-        full = images_per_second(train_loader(files, FULL, run.batch_size, seed=0), train_step, args.batches)
-        overlapped = images_per_second(train_loader(files, workers, run.batch_size, seed=0), train_step,
-                                       args.batches)
-        off = images_per_second(train_loader(files, OFF, run.batch_size, seed=0),
-                                lambda x, y: train_step(x, y, mix=False), args.batches)
-        print(f"{name:26s} {load:22.0f} {full:23.0f} {overlapped:18.0f} {off:22.0f}")
+    print(tabulate(recipe_rows(params, args.batches, args.workers), headers="keys", tablefmt="github",
+                   floatfmt=".0f"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
+from tabulate import tabulate
 
 from kdlib.config import load_params
 from kdlib.distill.distiller import Distiller
@@ -21,21 +22,23 @@ from kdlib.models import build_model
 from kdlib.reparam.fusion import to_deploy
 
 
-def latency_rows(params, classes: int, batch: int, seconds: float) -> None:
-    print(f"\nInference, ms per batch of {batch} (3x32x32), {torch.get_num_threads()} threads")
-    print(f"{'run':28s} {'unfused':>9s} {'fused':>9s} {'plain':>9s} {'fused/plain':>12s} {'unfused/fused':>14s}")
+def latency_rows(params, classes: int, batch: int, seconds: float) -> list[dict]:
+    """Every ACB run: ms per batch of the unfused model, its fused form and the plain architecture."""
+    rows = []
     for name, run in params.runs.items():
         if run.block_type != "acb":
             continue
         unfused = build_model(run.model, classes, run.width, "acb").eval()
         fused, plain = to_deploy(unfused), build_model(run.model, classes, run.width).eval()
         u, f, p = latency_ms([unfused, fused, plain], (batch, 3, 32, 32), torch.device("cpu"), seconds)
-        print(f"{name:28s} {u:9.2f} {f:9.2f} {p:9.2f} {f / p:12.3f} {u / f:14.3f}")
+        rows.append({"run": name, "unfused_ms": u, "fused_ms": f, "plain_ms": p, "fused_over_plain": f / p,
+                     "unfused_over_fused": u / f})
+    return rows
 
 
-def kd_step_rows(params, classes: int, batch: int, seconds: float) -> None:
-    print(f"\nKD training step, ms per batch of {batch} (3x32x32)")
-    print(f"{'run':28s} {'method':8s} {'bare min':>9s} {'kdlib':>9s} {'ratio':>7s}")
+def kd_step_rows(params, classes: int, batch: int, seconds: float) -> list[dict]:
+    """Every distilled run (logit and feature KD): ms per training step, kdlib's against the bare minimum."""
+    rows = []
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, classes, (batch,))
     for name, run in params.runs.items():
         if run.teacher is None or run.distill.method not in ("logits", "logits_mse", "feature"):
@@ -64,7 +67,12 @@ def kd_step_rows(params, classes: int, batch: int, seconds: float) -> None:
             optimizer.step()
 
         b, o = alternating_median_ms([bare, ours], seconds)
-        print(f"{name:28s} {spec.method:8s} {b:9.2f} {o:9.2f} {o / b:7.3f}")
+        rows.append({"run": name, "method": spec.method, "bare_minimum_ms": b, "kdlib_ms": o, "ratio": o / b})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    return tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f")
 
 
 def main() -> None:
@@ -77,8 +85,10 @@ def main() -> None:
     params = load_params(args.params)
     torch.manual_seed(0)
     print(f"params: {args.params} (profile {params.profile}); torch {torch.__version__}, CPU")
-    latency_rows(params, args.classes, args.batch, args.seconds)
-    kd_step_rows(params, args.classes, args.batch, args.seconds)
+    print(f"\nInference, ms per batch of {args.batch} (3x32x32), {torch.get_num_threads()} threads")
+    print(table(latency_rows(params, args.classes, args.batch, args.seconds)))
+    print(f"\nKD training step, ms per batch of {args.batch} (3x32x32)")
+    print(table(kd_step_rows(params, args.classes, args.batch, args.seconds)))
 
 
 if __name__ == "__main__":

@@ -320,6 +320,13 @@ class Report(Strict):
     seed003: Seed003Report | None = None
 
 
+class Export(Strict):
+    """How stages/export.py times every run's inference form (eager PyTorch and onnxruntime, median ms per batch).
+    Parity is not a setting: logits within 1e-4 and the same top-1 on every test image, or the stage fails."""
+    latency_batches: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = [1, 64]
+    latency_seconds: Annotated[float, Field(gt=0)] = 1.0  # timing budget per batch size, all candidates together
+
+
 # --- Seed 002's dense tasks (Task 2): each experiment trains a teacher, a student without KD and the same student
 # with KD, one DAG node each. Model names, their args and photo names are checked against kdlib.dense (see
 # kdlib.dense.check), so that this module, which every stage imports, does not import the dense networks.
@@ -472,6 +479,7 @@ class Params(Strict):
     # earlier member it names as teacher), and each student gets a scratch-trained baseline <student>_scratch.
     chains: dict[str, Annotated[list[str], Field(min_length=2)]] = {}
     report: Report = Report()
+    export: Export = Export()
     dense: dict[str, Annotated[SRExperiment | EdgeExperiment, Field(discriminator="task")]] = {}
     _written: dict[str, Run] = PrivateAttr(default_factory=dict)
     _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)
@@ -495,7 +503,7 @@ class Params(Strict):
 
 
 _ALL_KEYS = {f for m in (Params, DatasetSpec, Run, Optimizer, Schedule, Augment, ColorJitter, RandomErasing, Mix,
-                         Distill, Report, Seed001Report, Seed002Report, Seed003Report, DenseTraining, SRData, SRNet, SRDistill,
+                         Distill, Report, Export, Seed001Report, Seed002Report, Seed003Report, DenseTraining, SRData, SRNet, SRDistill,
                          EdgeData, UNet, EdgeDistill, SRExperiment, EdgeExperiment) for f in m.model_fields}
 
 

@@ -25,12 +25,13 @@ from kdlib.paths import dataset_dir, dense_data_dir, dense_report_files, dense_r
 DEFAULT_PARAMS = "params.yaml"
 LAZY_IMPORT = re.compile(r"^kdlib(\.\w+)+:\w+$")
 REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables/teacher_student.md",
+                  "results/tables/efficiency.md",
                   *(f"results/tables/seed000_table{i}.md" for i in (1, 2, 3)),
                   "results/figures/test_accuracy.png", "results/figures/seed000_curves.png")
 SEED001_OUTPUTS = (*(f"results/tables/seed001_table{i}.md" for i in (4, 6, 7, 8)), "results/figures/seed001_loss_curves.png")
 SEED002_OUTPUTS = ("results/tables/seed002_task1.md", "results/tables/seed002_task3.md",
                    "results/figures/seed002_accuracy_params.png", "results/figures/seed002_predictions.png")
-STAGE_KINDS = ("prepare", "train", "fuse", "evaluate", "dense_prepare", "dense_train", "tables")  # Stage.kind
+STAGE_KINDS = ("prepare", "train", "fuse", "evaluate", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
 SEED003_OUTPUTS = (*(f"results/tables/seed003_table{i}.md" for i in (2, 4, 5, 7)), "results/figures/seed003_curves.png")
 
 
@@ -65,7 +66,7 @@ class Stage:
 
     @property
     def kind(self) -> str:
-        """train, fuse, evaluate, prepare, tables, dense_prepare or dense_train: what cluster profiles size."""
+        """One of STAGE_KINDS (the script's name): what cluster profiles size."""
         return Path(self.script).stem
 
     @property
@@ -188,11 +189,19 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
                          code_deps("stages/evaluate.py") + test_data + [str(inference_checkpoint(name, run.block_type))],
                          metrics=[str(folder / "eval.json")], params=keys, values=values))
+        # Like fusing, exporting runs alone: the latencies it measures are undisturbed.
+        out.append(Stage(f"export_{name}", "stages/export.py", name,
+                         code_deps("stages/export.py") + test_data + [str(inference_checkpoint(name, run.block_type))]
+                         + ([str(folder / "model.pt")] if run.block_type == "acb" else []),
+                         outs=[str(folder / "model.onnx")], metrics=[str(folder / "export.json")],
+                         params=keys + (["export"] if "export" in raw else []),
+                         values=json.dumps([values, params.export.model_dump()]), all_cores=True))
     out += _dense_stages(params, raw)
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "dense")
             if k in raw]
     results = [str(run_dir(n) / f) for n, r in params.runs.items()
-               for f in ("metrics.json", "history.csv", "eval.json") + (("fuse.json",) if r.block_type == "acb" else ())]
+               for f in ("metrics.json", "history.csv", "eval.json", "export.json")
+               + (("fuse.json",) if r.block_type == "acb" else ())]
     # The test images too: the prediction figure shows some of them.
     data = [str(dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
             for f in ("meta.json", "test.pt")]

@@ -130,6 +130,10 @@ BAD = [
     (lambda r: r["report"].update(seed004={}), "report.seed004: unknown key"),
     (lambda r: r["report"].update(seed003={"runs": ["student"]}), "report.seed003.runs: 'student' has no teacher"),
     (lambda r: r["report"]["seed001"].update(v2="student_kd"), "report.seed001: v1 and v2 name the same run"),
+    # export
+    (lambda r: r["export"].update(latency_second=1), "export.latency_second: unknown key (did you mean 'latency_seconds'?)"),
+    (lambda r: r["export"].update(latency_batches=[1, 0]), "export.latency_batches.1: Input should be greater than 0"),
+    (lambda r: r["export"].update(latency_seconds=0), "export.latency_seconds: Input should be greater than 0"),
 ]
 
 

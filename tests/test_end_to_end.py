@@ -11,12 +11,6 @@ from tests.conftest import DVC, SNAKEMAKE, run
 SEED003 = ("s3_kd", "s3_at", "s3_dkd", "s3_kd_mse", "s3_stablekd_0", "s3_stablekd", "s3_kd_half", "s3_stablekd_half")
 
 
-def right(acc: float, images: int = 359) -> int:
-    """How many of the tiny profile's test images an accuracy (%) counts: the trainer sums them exactly, the
-    evaluate and fuse stages average in float32, so their percentages differ in the 7th digit."""
-    return round(acc * images / 100)
-
-
 def table_rows(path):
     lines = [l for l in path.read_text().splitlines() if l.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -33,7 +27,7 @@ def test_tables_hold_the_computed_metrics(finished):
         evaluation = json.loads((finished / f"results/runs/{name}/eval.json").read_text())
         # The evaluate stage reloads the checkpoint and must reproduce the trainer's last evaluation;
         # for ACB runs it evaluates the fused deploy.pt, which must predict exactly what training ended with.
-        assert right(evaluation["test_acc"]) == right(metrics["final"]["test_acc"])
+        assert evaluation["test_acc"] == metrics["final"]["test_acc"]
         assert row["eval top-1 (%)"] == f"{evaluation['test_acc']:.2f}"
         assert row["best top-1 (%)"] == f"{metrics['best']['test_acc']:.2f}"
         assert row["epochs"] == str(metrics["epochs"]) and row["dataset"] == "digits"
@@ -72,7 +66,7 @@ def test_seed000_tables_hold_the_computed_metrics(finished):
     fuse = json.loads((finished / "results/runs/student_acb/fuse.json").read_text())
     unfused = json.loads((finished / "results/runs/student_acb/metrics.json").read_text())["final"]["test_acc"]
     assert fuse["identical_predictions"] and fuse["fused_test_acc"] == fuse["unfused_test_acc"]
-    assert right(fuse["fused_test_acc"]) == right(unfused)
+    assert fuse["fused_test_acc"] == unfused
     assert t2["ACB run"] == "student_acb" and t2["ACNet top-1 (fused)"] == f"{acc(finished, 'student_acb'):.2f}"
     assert t2["fused = unfused top-1"] == f"{unfused:.2f} = {unfused:.2f}"
     assert t2["ms/batch fused"] == f"{fuse['latency_ms_per_batch']['fused']:.2f}"

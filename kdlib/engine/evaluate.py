@@ -20,7 +20,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     model.train(was_training)
     logits, labels = torch.cat(outputs), torch.cat(labels)
     predictions = logits.argmax(1)
-    return {"loss": total_loss / len(labels), "acc": 100.0 * (predictions == labels).float().mean().item(),
+    return {"loss": total_loss / len(labels), "acc": 100.0 * (predictions == labels).sum().item() / len(labels),
             "logits": logits, "predictions": predictions, "labels": labels}
 
 

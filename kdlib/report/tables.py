@@ -11,7 +11,7 @@ from tabulate import tabulate
 from kdlib.config import Params, scratch_baseline
 from kdlib.engine.atomic import atomic_write_text
 from kdlib.paths import RESULTS, dataset_dir
-from kdlib.report import seed000, seed001, seed002, seed002_dense, seed003
+from kdlib.report import efficiency, seed000, seed001, seed002, seed002_dense, seed003
 from kdlib.report.results import Results, cell, combine
 
 matplotlib.use("Agg")
@@ -80,6 +80,7 @@ def write_report(params: Params) -> None:
     res = Results(params)
     pairs = seed000.find_pairs(params)
     tables = {"runs": runs_table(params, res), "teacher_student": teacher_student_table(params, res),
+              "efficiency": efficiency.efficiency_table(params, res),
               **{f"seed000_table{i}": table(params, pairs, res)
                  for i, table in enumerate((seed000.table1, seed000.table2, seed000.table3), start=1)}}
     if params.report.seed001:
@@ -110,6 +111,9 @@ def write_report(params: Params) -> None:
               f"Budget: {', '.join(map(str, budget))} epochs per run; seed(s): {', '.join(map(str, seeds))}.", "",
               "## Runs", "", tables["runs"], "",
               "## Teachers and students", "", tables["teacher_student"], "",
+              "## Deployment: ONNX export and efficiency", "",
+              "Every run's inference form is exported to ONNX (`results/runs/<run>/model.onnx`) and checked against "
+              "PyTorch on the whole test split.", "", tables["efficiency"], "",
               "## Test accuracy per epoch", "", "![test accuracy](figures/test_accuracy.png)", "",
               *_seed000_section(params, pairs, res, tables)]
     if params.report.seed001:

@@ -1,0 +1,82 @@
+"""Export a finished run's inference form to results/runs/<name>/model.onnx, prove it computes what PyTorch does,
+and measure what it costs to run: export.json."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import onnxruntime
+import torch
+from torch import nn
+
+from kdlib.config import Export, Params
+from kdlib.data.prepared import load_prepared, test_loader
+from kdlib.engine.atomic import atomic_write_text
+from kdlib.engine.checkpoint import load_model
+from kdlib.engine.latency import alternating_median_ms
+from kdlib.engine.optim import count_flops, count_parameters
+from kdlib.errors import KDError
+from kdlib.export.onnx_model import INPUT, OUTPUT, export_onnx, opset, predict, session
+from kdlib.export.parity import parity
+from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
+
+def export_run(name: str, params: Params) -> dict:
+    """model.onnx and export.json for one run, or neither: the stage fails if the ONNX model's logits differ from
+    PyTorch's by more than the tolerance, or its top-1 class does, on any test image."""
+    run = params.runs[name]
+    folder = run_dir(name)
+    for stale in ("model.onnx", "export.json"):  # a failed export must not leave an older success behind
+        (folder / stale).unlink(missing_ok=True)
+    files = load_prepared(dataset_dir(run.dataset))
+    shape = tuple(files.test.images.shape[1:])
+    checkpoint = inference_checkpoint(name, run.block_type)
+    model = load_model(checkpoint, run.model, files.num_classes)[0].eval()
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as scratch:
+        exported_path = Path(scratch) / "model.onnx"
+        export_onnx(model, exported_path, shape)
+        exported = session(exported_path, threads)
+        check = parity(model, exported, test_loader(files, run.batch_size))
+        if not check["passed"]:
+            raise KDError(f"{checkpoint}: the ONNX export computes other logits than PyTorch (max |difference| "
+                          f"{check['max_abs_logit_diff']:.3g}, tolerance {check['tolerance']:g}; top-1 differs on "
+                          f"{len(check['differing_top1'])} of {check['num_test']} test images, first: "
+                          f"{check['differing_top1'][:5]}); model.onnx was not written")
+        forms = {"deployed": (checkpoint, model, exported_path)}
+        if run.block_type == "acb":  # what fusing saved: the trained branches, in both runtimes
+            unfused = load_model(folder / "model.pt", run.model, files.num_classes)[0].eval()
+            export_onnx(unfused, Path(scratch) / "unfused.onnx", shape)
+            forms["unfused"] = (folder / "model.pt", unfused, Path(scratch) / "unfused.onnx")
+        sessions = {form: session(path, threads) for form, (_, _, path) in forms.items()}
+        timings = latencies({form: (model, sessions[form]) for form, (_, model, _) in forms.items()}, shape,
+                            params.export)
+        report = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
+                  "onnx": {"file": "model.onnx", "bytes": exported_path.stat().st_size, "opset": opset(exported_path),
+                           "input": INPUT, "output": OUTPUT, "dynamic_batch": True},
+                  "parity": {k: v for k, v in check.items() if k != "passed"},
+                  "threads": threads, "latency_seconds": params.export.latency_seconds, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                  "image_shape": list(shape),
+                  "forms": {form: {"checkpoint": path.name, "checkpoint_bytes": path.stat().st_size,
+                                   "onnx_bytes": onnx_path.stat().st_size, "params": count_parameters(model),
+                                   "flops": count_flops(model, shape), "latency_ms": timings[form]}
+                            for form, (path, model, onnx_path) in forms.items()}}
+        exported_path.replace(folder / "model.onnx")
+    atomic_write_text(folder / "export.json", json.dumps(report, indent=2))
+    return report
+
+
+@torch.no_grad()
+def latencies(forms: dict[str, tuple[nn.Module, onnxruntime.InferenceSession]], shape: tuple[int, ...],
+              spec: Export) -> dict:
+    """Median ms per batch of every form in PyTorch eager and in onnxruntime, at each of the spec's batch sizes: on
+    one random batch, all candidates of a batch size taking turns (warm-up calls are not timed)."""
+    out: dict = {form: {} for form in forms}
+    for batch in spec.latency_batches:
+        x = torch.randn(batch, *shape)
+        keys = [(form, runtime) for form in forms for runtime in ("eager", "onnxruntime")]
+        calls = [(lambda m=model: m(x)) if runtime == "eager" else (lambda s=sess: predict(s, x))
+                 for form, (model, sess) in forms.items() for runtime in ("eager", "onnxruntime")]
+        for (form, runtime), ms in zip(keys, alternating_median_ms(calls, spec.latency_seconds)):
+            out[form].setdefault(f"batch_{batch}", {})[runtime] = ms
+    return out
