@@ -103,8 +103,9 @@ def test_both_tools_agree_nothing_is_left_to_do(finished):
     assert "Data and pipelines are up to date" in run([DVC, "status"], finished).stdout
 
 
-def edited(ws, edit):
-    """What each tool would re-run after `edit` to params.yaml (restored afterwards)."""
+def edited(ws, edit, single=False):
+    """What each tool would re-run after `edit` to params.yaml (restored afterwards); with `single`, also what
+    each would run for the one stage train_teacher."""
     params = ws / "params.yaml"
     original = params.read_text()
     raw = yaml.safe_load(original)
@@ -113,29 +114,32 @@ def edited(ws, edit):
     try:
         snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}
         dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
+        if not single:
+            return snake, dvc
         # A single run by name, with either tool.
-        single = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n", "train_teacher"], ws).stdout, re.M))
-        dvc_single = run([DVC, "status", "train_teacher"], ws).stdout
+        one = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n", "train_teacher"], ws).stdout, re.M))
+        return snake, dvc, one, run([DVC, "status", "train_teacher"], ws).stdout
     finally:
         params.write_text(original)
-    return snake, dvc, single, dvc_single
 
 
 def test_default_edit_spares_runs_that_override_it(finished):
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["defaults"].update(epochs=5))
+    snake, dvc = edited(finished, lambda raw: raw["defaults"].update(epochs=5))
     expected = {f"{stage}_{run}" for run in ("student", "student_kd", "student_kd_feature", "student_kd_v2_s0",
                                              "student_kd_v2_s1", "gen3", "gen3_scratch", "s3_kd", "s3_at", "s3_dkd",
-                                             "s3_kd_mse", "s3_stablekd_0", "s3_kd_half") for stage in ("train", "evaluate")}
-    expected |= {"train_student_acb", "fuse_student_acb", "evaluate_student_acb", "tables"}
+                                             "s3_kd_mse", "s3_stablekd_0", "s3_kd_half")
+                for stage in ("train", "evaluate", "export")}
+    expected |= {"train_student_acb", "fuse_student_acb", "evaluate_student_acb", "export_student_acb", "tables"}
     # The teacher sets its own epochs, the two StableKD runs theirs stage by stage.
     assert snake == expected and dvc == expected
 
 
 def test_stage_edit_reruns_that_stablekd_stage_and_the_later_ones_only(finished):
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["runs"]["s3_stablekd"]["distill"].update(stage_epochs=[1, 3]))
-    assert snake == dvc == {"train_s3_stablekd", "evaluate_s3_stablekd", "tables"}  # stage 0 is kept
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["runs"]["s3_stablekd"]["distill"].update(stage_epochs=[2, 1]))
-    assert snake == dvc == {"train_s3_stablekd_stage0", "train_s3_stablekd", "evaluate_s3_stablekd", "tables"}
+    snake, dvc = edited(finished, lambda raw: raw["runs"]["s3_stablekd"]["distill"].update(stage_epochs=[1, 3]))
+    assert snake == dvc == {"train_s3_stablekd", "evaluate_s3_stablekd", "export_s3_stablekd", "tables"}  # stage 0 kept
+    snake, dvc = edited(finished, lambda raw: raw["runs"]["s3_stablekd"]["distill"].update(stage_epochs=[2, 1]))
+    assert snake == dvc == {"train_s3_stablekd_stage0", "train_s3_stablekd", "evaluate_s3_stablekd",
+                            "export_s3_stablekd", "tables"}
 
 
 def test_seed003_tables_hold_the_computed_metrics(finished):
@@ -163,8 +167,8 @@ def test_seed003_tables_hold_the_computed_metrics(finished):
 
 
 def test_distill_edit_spares_the_scratch_baseline(finished):
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["runs"]["gen3"].update(distill={"alpha": 0.5}))
-    assert snake == dvc == {"train_gen3", "evaluate_gen3", "tables"}
+    snake, dvc = edited(finished, lambda raw: raw["runs"]["gen3"].update(distill={"alpha": 0.5}))
+    assert snake == dvc == {"train_gen3", "evaluate_gen3", "export_gen3", "tables"}
 
 
 def test_seed001_and_seed002_tables_hold_the_computed_metrics(finished):
@@ -196,12 +200,13 @@ def test_seed001_and_seed002_tables_hold_the_computed_metrics(finished):
 
 
 def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
-    snake, dvc, single, dvc_single = edited(finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}))
+    snake, dvc, single, dvc_single = edited(finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}),
+                                            single=True)
     # Its students, every seed and StableKD stage of them, and gen3, which learns from one of them.
-    expected = {"train_teacher", "fuse_teacher", "evaluate_teacher", "tables", "train_s3_stablekd_stage0",
-                "train_s3_stablekd_half_stage0"}
+    expected = {"train_teacher", "fuse_teacher", "evaluate_teacher", "export_teacher", "tables",
+                "train_s3_stablekd_stage0", "train_s3_stablekd_half_stage0"}
     expected |= {f"{stage}_{run}" for run in ("student_kd", "student_kd_feature", "student_kd_v2_s0", "student_kd_v2_s1",
-                                              "gen3", *SEED003) for stage in ("train", "evaluate")}
+                                              "gen3", *SEED003) for stage in ("train", "evaluate", "export")}
     assert snake == expected and dvc == expected
     assert single == {"train_teacher"}
     assert "train_teacher:" in dvc_single and "evaluate_teacher" not in dvc_single
@@ -247,10 +252,10 @@ def test_dense_tables_hold_the_computed_metrics(finished):
 
 
 def test_dense_edits_rerun_only_the_roles_that_read_the_key(finished):
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["dense"]["edges_tiny"]["distill"].update(alpha=0.7))
+    snake, dvc = edited(finished, lambda raw: raw["dense"]["edges_tiny"]["distill"].update(alpha=0.7))
     assert snake == dvc == {"train_dense_edges_tiny_kd", "tables"}
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["teacher"].update(epochs=3))
+    snake, dvc = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["teacher"].update(epochs=3))
     assert snake == dvc == {"train_dense_sr_tiny_teacher", "train_dense_sr_tiny_kd", "tables"}
-    snake, dvc, _, _ = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["data"].update(blur_sigma=1.5))
+    snake, dvc = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["data"].update(blur_sigma=1.5))
     assert snake == dvc == {"prepare_dense_sr_tiny", *(f"train_dense_sr_tiny_{r}" for r in ("teacher", "scratch", "kd")),
                             "tables"}

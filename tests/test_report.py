@@ -7,11 +7,12 @@ import pytest
 
 from kdlib.config import load_params
 from kdlib.errors import KDError
-from kdlib.report import seed001, seed002, seed003
+from kdlib.report import efficiency, seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine
 from kdlib.report.tables import teacher_student_table
 from tests.conftest import TINY
 from tests.test_end_to_end import table_rows
+from tests.test_export import markdown_tables
 
 
 def test_one_seed_prints_plainly_several_print_mean_std_and_count():
@@ -61,7 +62,20 @@ def known(tmp_path, monkeypatch):
                       "train_s": SECONDS.get(name, [1.0, 1.0]), **stablekd}).to_csv(folder / "history.csv", index=False)
         if blocks == "acb":
             (folder / "fuse.json").write_text(json.dumps({"params": {"fused": PARAMS[name]}}))
+        (folder / "export.json").write_text(json.dumps(export_of(name, acb=blocks == "acb")))
     return params, Results(params)
+
+
+def export_of(name: str, acb: bool) -> dict:
+    """Made-up export.json: onnxruntime 4x faster than eager at batch 1, 2x at 64; the unfused form 1.5x slower."""
+    def form(params, scale):
+        return {"params": params, "flops": 8 * params, "checkpoint_bytes": 4 * params, "onnx_bytes": 4 * params + 900,
+                "latency_ms": {"batch_1": {"eager": 2.0 * scale, "onnxruntime": 0.5 * scale},
+                               "batch_64": {"eager": 40.0 * scale, "onnxruntime": 20.0 * scale}}}
+    forms = {"deployed": form(PARAMS[name], 1.0), **({"unfused": form(250_000, 1.5)} if acb else {})}
+    return {"onnx": {"bytes": 4 * PARAMS[name] + 900, "opset": 18}, "threads": 2, "torch": "2.x", "onnxruntime": "1.x",
+            "latency_seconds": 1.0, "image_shape": [3, 16, 16],
+            "parity": {"max_abs_logit_diff": 2.5e-6, "tolerance": 1e-4}, "forms": forms}
 
 
 def rows_of(text, tmp_path):
@@ -81,6 +95,22 @@ def test_teacher_student_table_over_seeds(known, tmp_path):
     assert kd["scratch baseline"] == "student" and kd["KD gain (pts)"] == "+10.00"
     assert rows["gen3"]["scratch baseline"] == "gen3_scratch" and rows["gen3"]["KD gain (pts)"] == "+8.00"
     assert rows["gen3"]["teacher"] == "student_kd"
+
+
+def test_efficiency_table(known, tmp_path):
+    params, res = known
+    text = efficiency.efficiency_table(params, res)
+    assert text.startswith("CPU, 2 threads for PyTorch 2.x (eager) and onnxruntime 1.x (intra-op), batches of 3x16x16")
+    (tmp_path / "e.md").write_text(text)
+    deployed, fusion = markdown_tables(tmp_path / "e.md")
+    teacher, gen3 = deployed["teacher"], deployed["gen3"]
+    assert (teacher["role"], deployed["student_kd"]["role"], gen3["role"]) == ("teacher", "teacher", "student")
+    assert teacher["params (M)"] == "0.200" and teacher["MFLOPs"] == "1.6" and teacher["checkpoint (kB)"] == "800"
+    assert gen3["ONNX (kB)"] == "51" and gen3["max abs Δ logit"] == "2.5e-06"  # 4 x 12500 + 900 bytes
+    assert gen3["eager b1 (ms)"] == "2.00" and gen3["eager/ort b1"] == "4.00" and gen3["eager/ort b64"] == "2.00"
+    assert list(deployed) == list(params.written) and set(fusion) == {"teacher", "student_acb"}
+    assert fusion["teacher"]["params (M)"] == "0.250 → 0.200" and fusion["student_acb"]["checkpoint (kB)"] == "1000 → 208"
+    assert fusion["teacher"]["onnxruntime b64 (ms)"] == "30.00 → 20.00 (1.50x)"
 
 
 def test_seed001_tables(known, tmp_path):
