@@ -24,7 +24,7 @@ from kdlib.data.prepared import load_prepared, train_loader
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.checkpoint import load_model
 from kdlib.engine.trainer import teacher_checkpoint
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.paths import dataset_dir
 
 FULL = Augment(crop_padding=4, hflip=True, autoaugment=True, random_erasing=RandomErasing(p=0.25, scale=(0.02, 0.2)))

@@ -18,7 +18,7 @@ from tabulate import tabulate
 from kdlib.config import load_params
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.latency import alternating_median_ms, latency_ms
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.reparam.fusion import to_deploy
 
 

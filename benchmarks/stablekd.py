@@ -14,7 +14,7 @@ import torch
 
 from kdlib.config import Distill
 from kdlib.distill.distiller import Distiller
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 
 
 def seconds_per_epoch(distiller: Distiller, images: torch.Tensor, labels: torch.Tensor, batch: int) -> float:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kdlib.errors import KDError
-from kdlib.models import MODELS, PRETRAINED, STAGES
+from kdlib.models.registry import MODELS, PRETRAINED, STAGES
 
 RUN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 

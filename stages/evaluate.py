@@ -3,7 +3,7 @@ import json
 
 from kdlib.cli import require, stage_main
 from kdlib.data.prepared import load_prepared, test_loader
-from kdlib.engine.atomic import atomic_write_text
+from kdlib.atomic import atomic_write_text
 from kdlib.engine.checkpoint import load_model
 from kdlib.engine.device import pick_device
 from kdlib.engine.evaluate import evaluate, top3_samples

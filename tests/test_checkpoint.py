@@ -8,7 +8,7 @@ import torch
 from kdlib.config import Run
 from kdlib.engine.checkpoint import load_model, save_model
 from kdlib.errors import KDError
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from tests.conftest import make_workspace
 
 

@@ -14,11 +14,11 @@ import kdlib.export.export_run as export_run
 from kdlib.config import load_params
 from kdlib.data import prepared
 from kdlib.distill.stablekd import fold_projectors, student_in_teacher_widths
-from kdlib.engine.optim import count_flops
+from kdlib.counting import count_flops
 from kdlib.errors import KDError
 from kdlib.export.onnx_model import export_onnx, opset, predict, session
 from kdlib.export.parity import TOLERANCE, parity
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.reparam.fusion import to_deploy
 
 # A small member of every family in the registry (the torchvision ones have a fixed width).

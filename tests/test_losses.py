@@ -8,7 +8,7 @@ from kdlib.config import Distill
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.losses import feature_l2, kd_kl, logits_mse
 from kdlib.distill.schedules import alpha_at
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.reparam.fusion import to_deploy
 from tests.test_reparam import randomise_bn
 from kdlib.engine.optim import warmup_cosine

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from kdlib.errors import KDError
-from kdlib.models import MODELS, PRETRAINED, build_model
+from kdlib.models.build import build_model
+from kdlib.models.registry import MODELS, PRETRAINED
 
 HEAVY = {"resnet101", "efficientnetv2_l"}  # built, but not run through every test (seconds each)
 

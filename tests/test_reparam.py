@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from kdlib.models import MODELS, PRETRAINED, build_model
+from kdlib.models.build import build_model
+from kdlib.models.registry import MODELS, PRETRAINED
 from kdlib.reparam.acb import ACBlock, eligible, to_acb
 from kdlib.reparam.fusion import fold_bn, fuse_branches, pad_to_square, to_deploy
 

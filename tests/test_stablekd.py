@@ -17,7 +17,7 @@ from kdlib.distill.losses import kd_kl
 from kdlib.distill.stablekd import fold_projectors, groups_at, initial_groups, recompose, student_in_teacher_widths
 from kdlib.engine.optim import stagewise
 from kdlib.errors import KDError
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.pipeline import stages
 from tests.conftest import TINY
 
@@ -232,6 +232,6 @@ def test_method_defaults_and_round_trip():
 
 
 def test_stage_counts_match_the_models():
-    from kdlib.models import MODELS, STAGES
+    from kdlib.models.registry import MODELS, STAGES
     assert set(STAGES) == set(MODELS)
     assert all(len(build_model(name, 10).stages) == count for name, count in STAGES.items())

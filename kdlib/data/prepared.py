@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, Te
 
 from kdlib.config import Augment
 from kdlib.data.sources import Prepared, Split
-from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
+from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.errors import KDError
 
 FILES = ("train.pt", "test.pt", "meta.json")

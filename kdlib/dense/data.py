@@ -15,7 +15,7 @@ from kdlib.config import EdgeData, EdgeExperiment, SRData, SRExperiment
 from kdlib.data.sources import photo
 from kdlib.dense.degrade import degrade
 from kdlib.dense.edge_data import load_bsds500, shape_scenes
-from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
+from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.errors import KDError
 
 FILES = ("train.pt", "test.pt", "meta.json")

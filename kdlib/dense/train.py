@@ -22,10 +22,10 @@ from kdlib.dense.image_metrics import sr_scores
 from kdlib.dense.losses import edge_distillation, weighted_bce
 from kdlib.dense.nets import build_net
 from kdlib.distill.losses import feature_l2
-from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
+from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.engine.checkpoint import read_checkpoint
-from kdlib.engine.optim import count_flops, count_parameters
-from kdlib.engine.trainer import epoch_seed
+from kdlib.counting import count_flops, count_parameters
+from kdlib.seeding import epoch_seed
 from kdlib.errors import KDError
 from kdlib.paths import dense_data_dir, dense_run_dir
 

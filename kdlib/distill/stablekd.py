@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from kdlib.errors import KDError
-from kdlib.models.base import StagedNet
-from kdlib.models.resnet import BasicBlock
+from kdlib.models.base import Residual, StagedNet
 
 
 def initial_groups(num_stages: int, k: int) -> list[list[int]]:
@@ -75,7 +74,7 @@ def _entry_layers(module: nn.Module) -> list[nn.Module] | None:
             if not isinstance(layer, (nn.AdaptiveAvgPool2d, nn.Flatten)):
                 return _entry_layers(layer)
         return None
-    if isinstance(module, BasicBlock) and not isinstance(module.shortcut, nn.Identity):
+    if isinstance(module, Residual) and not isinstance(module.shortcut, nn.Identity):
         body, shortcut = _entry_layers(module.body), _entry_layers(module.shortcut)
         return body + shortcut if body is not None and shortcut is not None else None
     return None

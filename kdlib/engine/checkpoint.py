@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from kdlib.config import Run
-from kdlib.engine.atomic import atomic_torch_save
+from kdlib.atomic import atomic_torch_save
 from kdlib.errors import KDError
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 
 FORMAT = "kdlib-model-1"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from kdlib.config import Optimizer, Schedule
 
@@ -50,19 +49,3 @@ def build_scheduler(spec: Schedule, optimizer: torch.optim.Optimizer, lr: float,
     warmup = round(spec.warmup_epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, total, warmup, spec.min_lr / lr))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-@torch.no_grad()
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass on one image, by PyTorch's own counter (a multiply-add counts 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    model.train(was_training)
-    return int(counter.get_total_flops())

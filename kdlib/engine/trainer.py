@@ -20,13 +20,15 @@ from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import class_fraction, load_prepared, test_loader, train_loader
 from kdlib.distill.distiller import Distiller
 from kdlib.engine import distributed
-from kdlib.engine.atomic import atomic_torch_save, atomic_write_text
+from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.engine.checkpoint import load_model, read_checkpoint, save_model
 from kdlib.engine.evaluate import evaluate
-from kdlib.engine.optim import build_optimizer, build_scheduler, count_flops, count_parameters
+from kdlib.counting import count_flops, count_parameters
+from kdlib.engine.optim import build_optimizer, build_scheduler
 from kdlib.engine.precision import autocast, grad_scaler
+from kdlib.seeding import epoch_seed
 from kdlib.errors import KDError
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 log = logging.getLogger("kdlib")
@@ -65,12 +67,6 @@ def teacher_checkpoint(params: Params, name: str):
     """A student learns from its teacher's inference form: the fused model when the teacher is an ACB run."""
     teacher = params.runs[name].teacher
     return inference_checkpoint(teacher, params.runs[teacher].block_type)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    # Every epoch draws its shuffling and augmentation from its own seed, so a resumed run
-    # replays exactly the batches an uninterrupted run would have seen.
-    return seed * 1_000_003 + epoch
 
 
 def rank_batch(params: Params, name: str, ranks: int) -> int:

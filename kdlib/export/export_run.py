@@ -12,10 +12,10 @@ from torch import nn
 
 from kdlib.config import Export, Params
 from kdlib.data.prepared import load_prepared, test_loader
-from kdlib.engine.atomic import atomic_write_text
+from kdlib.atomic import atomic_write_text
 from kdlib.engine.checkpoint import load_model
 from kdlib.engine.latency import alternating_median_ms
-from kdlib.engine.optim import count_flops, count_parameters
+from kdlib.counting import count_flops, count_parameters
 from kdlib.errors import KDError
 from kdlib.export.onnx_model import INPUT, OUTPUT, export_onnx, opset, predict, session
 from kdlib.export.parity import parity

@@ -7,6 +7,18 @@ import torch
 from torch import nn
 
 
+class Residual(nn.Module):
+    """relu(body(x) + shortcut(x)). StableKD folds a projector into both branches, so it needs to know the shape."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
 class StagedNet(nn.Module):
     def __init__(self, stages: list[nn.Module], head: nn.Module):
         super().__init__()

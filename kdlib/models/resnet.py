@@ -1,19 +1,14 @@
 """CIFAR ResNets (He et al. 2016, option B shortcuts): resnet20/56 and the 4x-wide resnet8x4/32x4."""
 from torch import nn
 
-from kdlib.models.base import StagedNet, conv_bn, pooled_linear_head, scale
+from kdlib.models.base import Residual, StagedNet, conv_bn, pooled_linear_head, scale
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(Residual):
     def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.body = nn.Sequential(conv_bn(cin, cout, 3, stride), conv_bn(cout, cout, 3, relu=False))
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+        super().__init__(nn.Sequential(conv_bn(cin, cout, 3, stride), conv_bn(cout, cout, 3, relu=False)),
+                         nn.Identity() if stride == 1 and cin == cout
                          else conv_bn(cin, cout, 1, stride, padding=0, relu=False))
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        return self.relu(self.body(x) + self.shortcut(x))
 
 
 def _resnet(depth: int, stem: int, widths: tuple[int, ...], num_classes: int, width: float) -> StagedNet:

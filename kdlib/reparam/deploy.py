@@ -8,13 +8,13 @@ import torch
 
 from kdlib.config import Params
 from kdlib.data.prepared import load_prepared, test_loader
-from kdlib.engine.atomic import atomic_write_text
+from kdlib.atomic import atomic_write_text
 from kdlib.engine.checkpoint import load_model, save_model
 from kdlib.engine.evaluate import evaluate
 from kdlib.engine.latency import latency_ms
-from kdlib.engine.optim import count_flops, count_parameters
+from kdlib.counting import count_flops, count_parameters
 from kdlib.errors import KDError
-from kdlib.models import build_model
+from kdlib.models.build import build_model
 from kdlib.paths import dataset_dir, run_dir
 from kdlib.reparam.fusion import to_deploy
 

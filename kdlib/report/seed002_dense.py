@@ -17,7 +17,7 @@ from tabulate import tabulate
 from kdlib.config import DENSE_ROLES, Params, SRExperiment
 from kdlib.dense.degrade import upscale_bicubic
 from kdlib.dense.image_metrics import sr_scores
-from kdlib.engine.atomic import atomic_write_text
+from kdlib.atomic import atomic_write_text
 from kdlib.paths import RESULTS, dense_data_dir, dense_report_files, dense_run_dir
 
 matplotlib.use("Agg")

@@ -9,7 +9,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from kdlib.config import Params, scratch_baseline
-from kdlib.engine.atomic import atomic_write_text
+from kdlib.atomic import atomic_write_text
 from kdlib.paths import RESULTS, dataset_dir
 from kdlib.report import efficiency, seed000, seed001, seed002, seed002_dense, seed003
 from kdlib.report.results import Results, cell, combine
