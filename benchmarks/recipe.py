@@ -22,6 +22,7 @@ from kdlib.config import Augment, Mix, RandomErasing, load_params
 from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import load_prepared, train_loader
 from kdlib.distill.distiller import Distiller
+from kdlib.distill.methods import with_flag
 from kdlib.engine.checkpoint import load_model
 from kdlib.engine.trainer import teacher_checkpoint
 from kdlib.models.build import build_model
@@ -29,7 +30,7 @@ from kdlib.paths import dataset_dir
 
 FULL = Augment(crop_padding=4, hflip=True, autoaugment=True, random_erasing=RandomErasing(p=0.25, scale=(0.02, 0.2)))
 OFF = Augment(crop_padding=0, hflip=False)
-HARD_LABELS = ("dkd",)  # losses that need each image's class, not a Mixup/CutMix distribution
+HARD_LABELS = with_flag("needs_class_indices")  # losses that need each image's class, not a mixed label
 
 
 def first_seeds(params) -> dict[str, str]:

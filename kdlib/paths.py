@@ -26,7 +26,3 @@ def dense_data_dir(name: str) -> Path:
 def dense_run_dir(name: str, role: str) -> Path:
     return RESULTS / "dense" / name / role
 
-
-def dense_report_files(name: str) -> tuple[Path, Path]:
-    """A dense experiment's table and figure."""
-    return RESULTS / "tables" / f"seed002_{name}.md", RESULTS / "figures" / f"seed002_{name}.png"

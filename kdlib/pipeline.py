@@ -1,46 +1,47 @@
 """params.yaml -> the list of stages: the one source of truth for both Snakemake and DVC.
 
 The Snakefile builds one rule per stage from `stages()`; `python -m kdlib.pipeline dvc` writes
-dvc.yaml from the same list (committed; a test fails when it is stale). Each stage lists its
-script and the kdlib modules that script imports as dependencies, and mirrors the params keys
-of its run and of every run upstream of it, so an edit re-runs exactly what it affects.
+dvc.yaml from the same list (committed; a test fails when it is stale).
+
+A stage depends on what can change its result and nothing else:
+- code: its script and the kdlib modules that script imports, plus the modules chosen by name for its run
+  (its model's and its teacher's, its KD method's, a dense role's networks, the report's studies). Code that
+  only parses, validates or words messages (the config package, the name tables) is not followed;
+- values: the params keys that define its run and every run upstream of it (a run's entry, the `defaults` it
+  takes), and the entries of the name tables its run resolves to (`MODELS.<model>`, a method's row and the
+  method defaults it takes). DVC reads the tables' literals as params files; Snakemake compares the same
+  values as the rule's params.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import yaml
+from dvc.utils.serialize._py import parse_py
+from pydantic import BaseModel
 
 from kdlib.config import DENSE_ROLES, Params, ancestors, leaves, load_params, sets
+from kdlib.distill.methods import METHODS
+from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
-from kdlib.paths import dataset_dir, dense_data_dir, dense_report_files, dense_run_dir, inference_checkpoint, run_dir
+from kdlib.models.registry import model_module
+from kdlib.paths import dataset_dir, dense_data_dir, dense_run_dir, inference_checkpoint, run_dir
+from kdlib.report.studies import applicable, report_outputs
 
 DEFAULT_PARAMS = "params.yaml"
-LAZY_IMPORT = re.compile(r"^kdlib(\.\w+)+:\w+$")
-REPORT_OUTPUTS = ("results/report.md", "results/tables/runs.md", "results/tables/teacher_student.md",
-                  "results/tables/efficiency.md",
-                  *(f"results/tables/seed000_table{i}.md" for i in (1, 2, 3)),
-                  "results/figures/test_accuracy.png", "results/figures/seed000_curves.png")
-SEED001_OUTPUTS = (*(f"results/tables/seed001_table{i}.md" for i in (4, 6, 7, 8)), "results/figures/seed001_loss_curves.png")
-SEED002_OUTPUTS = ("results/tables/seed002_task1.md", "results/tables/seed002_task3.md",
-                   "results/figures/seed002_accuracy_params.png", "results/figures/seed002_predictions.png")
+# Modules that parse, validate, word messages or name things: a stage follows the values they resolve to (its
+# recipe, the table entries it uses), not their code.
+NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/models/registry.py",
+                   "kdlib/distill/methods.py", "kdlib/dense/registry.py", "kdlib/dense/checks.py",
+                   "kdlib/report/studies.py")
+MODELS_TABLE, METHODS_TABLE, DENSE_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py", "kdlib/dense/registry.py"
 STAGE_KINDS = ("prepare", "train", "fuse", "evaluate", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
-SEED003_OUTPUTS = (*(f"results/tables/seed003_table{i}.md" for i in (2, 4, 5, 7)), "results/figures/seed003_curves.png")
-
-
-def report_outputs(params: Params) -> list[str]:
-    """What the tables stage writes: seed 001-003's tables only where params.yaml names their runs, and a table and
-    a figure per dense experiment."""
-    return [*REPORT_OUTPUTS, *(SEED001_OUTPUTS if params.report.seed001 else ()),
-            *(SEED002_OUTPUTS if params.report.seed002 else ()), *(SEED003_OUTPUTS if params.report.seed003 else ()),
-            *(str(f) for name in params.dense for f in dense_report_files(name))]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Stage:
     plots: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)  # tables and figures, kept in git
     params: list[str] = field(default_factory=list)  # params-file keys the stage depends on
-    values: str = ""  # the resolved values of those keys, for Snakemake's params trigger
+    tables: dict[str, list[str]] = field(default_factory=dict)  # name-table file -> the entries the stage uses
+    values: str = ""  # the resolved values of those keys and entries, for Snakemake's params trigger
     gpu: bool = False
     # Snakemake caps a job's threads (OMP_NUM_THREADS) at its declared count, 1 by default: training gets
     # every core, and fusing runs alone so the latencies it measures are undisturbed.
@@ -75,7 +77,8 @@ class Stage:
 
 
 def code_deps(script: str, root: Path = Path(".")) -> list[str]:
-    """The script plus every kdlib source file it imports, directly or through other kdlib modules."""
+    """The script plus every kdlib source file it imports, directly or through other kdlib modules, except
+    NOT_RESULT_CODE (whose imports are not followed either)."""
     seen: set[str] = set()
     todo = [script]
     while todo:
@@ -85,6 +88,16 @@ def code_deps(script: str, root: Path = Path(".")) -> list[str]:
         seen.add(path)
         todo += _kdlib_imports(path, root)
     return sorted(seen)
+
+
+def module_deps(*modules: str, root: Path = Path(".")) -> list[str]:
+    """The files of dotted kdlib modules chosen by name at run time, and of every kdlib module they import."""
+    return sorted({f for m in modules for path in _module_files(m, root) for f in code_deps(path, root)})
+
+
+def deps_list(*groups) -> list[str]:
+    """Dependencies in the order a reader scans them (script, data, checkpoints, then code), each once."""
+    return list(dict.fromkeys(d for group in groups for d in group))
 
 
 @cache
@@ -97,8 +110,6 @@ def _kdlib_imports(path: str, root: Path) -> list[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_IMPORT.match(node.value):
-            names = [node.value.split(":")[0]]  # the model registry's "module:constructor" entries
         for name in names:
             if name == "kdlib" or name.startswith("kdlib."):
                 found += _module_files(name, root)
@@ -111,9 +122,16 @@ def _module_files(module: str, root: Path) -> list[str]:
     for i in range(1, len(parts) + 1):
         base = "/".join(parts[:i])
         for candidate in (f"{base}/__init__.py", f"{base}.py"):
-            if (root / candidate).is_file():
+            if (root / candidate).is_file() and not candidate.startswith(NOT_RESULT_CODE) and _has_code(root / candidate):
                 files.append(candidate)
     return files
+
+
+@cache
+def _has_code(path: Path) -> bool:
+    """False for a file that holds only its docstring (most package __init__ files): editing it changes no result."""
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
 
 
 def _inherited(defaults: dict, run: dict, unused: frozenset) -> list[str]:
@@ -142,12 +160,93 @@ def _run_keys(params: Params, raw: dict, name: str, stage: int | None = None) ->
     return sorted(keys)
 
 
-def _run_values(params: Params, name: str, stage: int | None = None) -> str:
-    """The resolved recipe of a run (of `stage`, for a StableKD stage) and of its teachers: Snakemake re-runs
-    the job when this text changes."""
+def _taken_defaults(params: Params, raw: dict, name: str) -> list[str]:
+    """The method defaults a distilled run takes: its method's keys that neither its entry nor `defaults` gives."""
+    source = params.sources[name]
+    given = (raw.get("defaults") or {}, raw["runs"][source.entry] or {})
+    return [k for k in METHODS[params.runs[name].distill.method]["defaults"]
+            if not any(sets(g, ("distill", k)) for g in given)]
+
+
+def _run_tables(params: Params, raw: dict, name: str) -> dict[str, list[str]]:
+    """The name-table entries and schema defaults behind a run and every run upstream of it: each one's model, the
+    schema classes whose defaults it or its dataset takes, and, if distilled, its method's module, whether alpha
+    applies and the method defaults it takes."""
+    found: dict[str, set[str]] = {}
+    for n in (name, *ancestors(params, name)):
+        run, source = params.runs[n], params.sources[n]
+        found.setdefault(MODELS_TABLE, set()).add(f"MODELS.{run.model}")
+        _add(found, _defaults_taken(run, [raw.get("defaults") or {}, raw["runs"][source.entry] or {}],
+                                    skip=source.unused - {"seeds", "seed"}))
+        _add(found, _defaults_taken(params.datasets[run.dataset], [raw["datasets"][run.dataset]]))
+        if run.teacher is not None:
+            m = run.distill.method
+            found.setdefault(METHODS_TABLE, set()).update(
+                {f"METHODS.{m}.module", f"METHODS.{m}.uses_alpha",
+                 *(f"METHODS.{m}.defaults.{k}" for k in _taken_defaults(params, raw, n))})
+    return _tables(found)
+
+
+def _tables(*found: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Table entries from several sources, merged: file -> sorted keys."""
+    merged: dict[str, set[str]] = {}
+    for more in found:
+        _add(merged, more)
+    return {path: sorted(keys) for path, keys in merged.items()}
+
+
+def _defaults_taken(value: BaseModel, given: list, skip=frozenset()) -> dict[str, set[str]]:
+    """Schema classes (file -> class names) whose field defaults `value` takes: its own class where a field is not
+    given (in any of the `given` mappings), and those of its nested settings. DVC reads a class's literal defaults
+    as one param, so editing a default re-runs what takes any default of that class, in both tools."""
+    given = [g for g in given if isinstance(g, dict)]
+    cls = type(value)
+    found: dict[str, set[str]] = {}
+    for field in cls.model_fields:
+        if field in skip:
+            continue
+        present = [g[field] for g in given if field in g]
+        if not present and _literals(_source_file(cls)).get(cls.__name__):  # a class with literal defaults
+            found.setdefault(_source_file(cls), set()).add(cls.__name__)
+        nested = getattr(value, field)
+        if isinstance(nested, BaseModel):
+            _add(found, _defaults_taken(nested, present))
+    return found
+
+
+def _source_file(cls: type) -> str:
+    return cls.__module__.replace(".", "/") + ".py"
+
+
+def _add(found: dict[str, set[str]], more: dict[str, set[str]]) -> None:
+    for path, keys in more.items():
+        found.setdefault(path, set()).update(keys)
+
+
+def _table_value(path: str, key: str):
+    """A table entry as DVC reads it from the file's literals (with DVC's own parser, so both tools see the same
+    value), e.g. `MODELS.resnet20` of kdlib/models/registry.py or `Optimizer` of kdlib/config/schema.py."""
+    node = _literals(path)
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+@cache
+def _literals(path: str) -> dict:
+    return parse_py(Path(path).read_text(), path)
+
+
+def _values(recipes: dict, tables: dict[str, list[str]]) -> str:
+    """What Snakemake compares to decide a re-run: the resolved recipes and the table entries a stage uses."""
+    used = {path: {key: _table_value(path, key) for key in keys} for path, keys in tables.items()}
+    return json.dumps({**recipes, "tables": used}, sort_keys=True)
+
+
+def _run_recipes(params: Params, name: str, stage: int | None = None) -> dict:
+    """The resolved recipe of a run (of `stage`, for a StableKD stage) and of its teachers, and its dataset."""
     runs = {name: params.runs[name].recipe(stage), **{n: params.runs[n].recipe() for n in ancestors(params, name)}}
-    return json.dumps({"dataset": params.datasets[params.runs[name].dataset].model_dump(mode="json"),
-                       "runs": runs}, sort_keys=True)
+    return {"dataset": params.datasets[params.runs[name].dataset].model_dump(mode="json"), "runs": runs}
 
 
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
@@ -159,43 +258,62 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
             continue  # prepare only what some run uses
         keys = [f"datasets.{ds}"]
         source = [params.datasets[ds].path] if params.datasets[ds].source == "imagefolder" else []
-        out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds, code_deps("stages/prepare.py") + source,
+        tables = _tables(_defaults_taken(params.datasets[ds], [raw["datasets"][ds]]))
+        out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds,
+                         deps_list(["stages/prepare.py"], source, code_deps("stages/prepare.py")),
                          outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
-                         params=keys, values=params.datasets[ds].model_dump_json()))
+                         params=keys, tables=tables, values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
     for name, run in params.runs.items():
         data = dataset_dir(run.dataset)
-        keys, values, folder = _run_keys(params, raw, name), _run_values(params, name), run_dir(name)
+        keys, folder = _run_keys(params, raw, name), run_dir(name)
+        tables = _run_tables(params, raw, name)
+        values = _values(_run_recipes(params, name), tables)
         all_data = [str(data / f) for f in ("train.pt", "test.pt", "meta.json")]
         test_data = all_data[1:]
+        model_code = module_deps(model_module(run.model))
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
-        teacher = [str(inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))] if run.teacher else []
-        train_deps = code_deps("stages/train.py") + all_data + teacher
+        teacher, teacher_code, method_code = [], [], []
+        if run.teacher:
+            teacher = [str(inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))]
+            teacher_code = module_deps(model_module(params.runs[run.teacher].model))
+            method_code = module_deps(METHODS[run.distill.method]["module"])
+        train_code = code_deps("stages/train.py") + model_code + teacher_code + method_code
         # A StableKD run: one node per stage but the last, each continuing from the one before.
         previous: list[str] = []
         for stage in range(len(run.stage_epochs()) - 1):
             checkpoint = str(folder / f"stage{stage}.pt")
             out.append(Stage(f"train_{name}_stage{stage}", "stages/train.py", f"{name} --stage {stage}",
-                             train_deps + previous, outs=[checkpoint], params=_run_keys(params, raw, name, stage),
-                             values=_run_values(params, name, stage), gpu=True, all_cores=True))
+                             deps_list(["stages/train.py"], all_data, teacher, previous, sorted(set(train_code))),
+                             outs=[checkpoint], params=_run_keys(params, raw, name, stage), tables=tables,
+                             values=_values(_run_recipes(params, name, stage), tables), gpu=True, all_cores=True))
             previous = [checkpoint]
-        out.append(Stage(f"train_{name}", "stages/train.py", name, train_deps + previous,
+        out.append(Stage(f"train_{name}", "stages/train.py", name,
+                         deps_list(["stages/train.py"], all_data, teacher, previous, sorted(set(train_code))),
                          outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
-                         plots=[str(folder / "history.csv")], params=keys, values=values, gpu=True, all_cores=True))
+                         plots=[str(folder / "history.csv")], params=keys, tables=tables, values=values, gpu=True,
+                         all_cores=True))
+        checkpoint = [str(inference_checkpoint(name, run.block_type))]
         if run.block_type == "acb":
             out.append(Stage(f"fuse_{name}", "stages/fuse.py", name,
-                             code_deps("stages/fuse.py") + test_data + [str(folder / "model.pt")],
+                             deps_list(["stages/fuse.py"], test_data, [str(folder / "model.pt")],
+                                       sorted(set(code_deps("stages/fuse.py") + model_code))),
                              outs=[str(folder / "deploy.pt")], metrics=[str(folder / "fuse.json")],
-                             params=keys, values=values, all_cores=True))
+                             params=keys, tables=tables, values=values, all_cores=True))
         out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
-                         code_deps("stages/evaluate.py") + test_data + [str(inference_checkpoint(name, run.block_type))],
-                         metrics=[str(folder / "eval.json")], params=keys, values=values))
+                         deps_list(["stages/evaluate.py"], test_data, checkpoint,
+                                   sorted(set(code_deps("stages/evaluate.py") + model_code))),
+                         metrics=[str(folder / "eval.json")], params=keys, tables=tables, values=values))
+        export_tables = _tables({path: set(keys) for path, keys in tables.items()},
+                                _defaults_taken(params.export, [raw.get("export") or {}]))
         # Like fusing, exporting runs alone: the latencies it measures are undisturbed.
         out.append(Stage(f"export_{name}", "stages/export.py", name,
-                         code_deps("stages/export.py") + test_data + [str(inference_checkpoint(name, run.block_type))]
-                         + ([str(folder / "model.pt")] if run.block_type == "acb" else []),
+                         deps_list(["stages/export.py"], test_data, checkpoint,
+                                   [str(folder / "model.pt")] if run.block_type == "acb" else [],
+                                   sorted(set(code_deps("stages/export.py") + model_code))),
                          outs=[str(folder / "model.onnx")], metrics=[str(folder / "export.json")],
-                         params=keys + (["export"] if "export" in raw else []),
-                         values=json.dumps([values, params.export.model_dump()]), all_cores=True))
+                         params=keys + (["export"] if "export" in raw else []), tables=export_tables,
+                         values=_values({"run": json.loads(values), "export": params.export.model_dump()}, export_tables),
+                         all_cores=True))
     out += _dense_stages(params, raw)
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "dense")
             if k in raw]
@@ -208,7 +326,10 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     dense = [str(dense_data_dir(name) / f) for name in params.dense for f in ("meta.json", "test.pt")]
     dense += [str(dense_run_dir(name, role) / f) for name in params.dense for role in DENSE_ROLES
               for f in ("metrics.json", "history.csv", "predictions.pt")]
-    out.append(Stage("tables", "stages/tables.py", None, code_deps("stages/tables.py") + data + results + dense,
+    out.append(Stage("tables", "stages/tables.py", None,
+                     deps_list(["stages/tables.py"], data, results, dense,
+                               sorted(set(code_deps("stages/tables.py")
+                                          + module_deps(*(study.module for study in applicable(params)))))),
                      reports=report_outputs(params), params=keys, values=params.model_dump_json()))
     return out
 
@@ -217,7 +338,7 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
     """Per dense experiment: its data, then the teacher and the scratch student, then the distilled student."""
     if not params.dense:
         return []
-    from kdlib.dense.nets import problems  # imports torch: only for profiles with dense experiments
+    from kdlib.dense.checks import problems  # imports torch: only for profiles with dense experiments
     found = [p for name, exp in params.dense.items() for p in problems(name, exp)]
     if found:
         raise KDError(found[0] if len(found) == 1 else "\n  " + "\n  ".join(found))
@@ -226,25 +347,30 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
         given = raw["dense"][name]
         keys = lambda fields: [f"dense.{name}.{f}" for f in fields if f in given]  # noqa: E731 (absent: defaults)
         data = [str(dense_data_dir(name) / f) for f in ("train.pt", "test.pt", "meta.json")]
+        schema = lambda role: _defaults_taken(exp, [given], skip=set(type(exp).model_fields) - set(exp.fields(role)))  # noqa: E731
+        tables = _tables(schema("data"))
         out.append(Stage(f"prepare_dense_{name}", "stages/dense_prepare.py", name,
-                         code_deps("stages/dense_prepare.py") + exp.data.inputs(), outs=data, params=keys(exp.fields("data")),
-                         values=json.dumps(exp.recipe("data"), sort_keys=True)))
+                         deps_list(["stages/dense_prepare.py"], exp.data.inputs(), code_deps("stages/dense_prepare.py")),
+                         outs=data, params=keys(exp.fields("data")), tables=tables,
+                         values=_values(exp.recipe("data"), tables)))
         for role in DENSE_ROLES:
             folder = dense_run_dir(name, role)
             teacher = [str(dense_run_dir(name, "teacher") / "model.pt")] if role == "kd" else []
+            tables = _tables({DENSE_TABLE: set(role_entries(exp, role))}, schema(role))
+            code = code_deps("stages/dense_train.py") + module_deps(*role_modules(exp, role))
             out.append(Stage(f"train_dense_{name}_{role}", "stages/dense_train.py", f"{name} {role}",
-                             code_deps("stages/dense_train.py") + data + teacher,
+                             deps_list(["stages/dense_train.py"], data, teacher, sorted(set(code))),
                              outs=[str(folder / "model.pt"), str(folder / "predictions.pt")],
                              metrics=[str(folder / "metrics.json")], plots=[str(folder / "history.csv")],
-                             params=keys(exp.fields(role)), values=json.dumps(exp.recipe(role), sort_keys=True),
-                             gpu=True, all_cores=True))
+                             params=keys(exp.fields(role)), tables=tables,
+                             values=_values(exp.recipe(role), tables), gpu=True, all_cores=True))
     return out
 
 
 def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
     def entry(stage: Stage) -> dict:
         d = {"cmd": stage.cmd(params_file), "deps": stage.deps}
-        d["params"] = stage.params if params_file == DEFAULT_PARAMS else [{params_file: stage.params}]
+        d["params"] = [{params_file: stage.params}, *({path: keys} for path, keys in stage.tables.items())]
         for kind in ("outs", "metrics", "plots"):
             paths = getattr(stage, kind)
             if paths:
@@ -256,10 +382,20 @@ def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
     return {"stages": {s.name: entry(s) for s in stages(params_file)}}
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Lists of paths and keys on wrapped lines, and every entry written out (no &anchors / *aliases)."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
     header = ("# Generated from params.yaml by `python -m kdlib.pipeline dvc`; do not edit.\n"
-              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py).\n")
-    return header + yaml.safe_dump(dvc_yaml(params_file), sort_keys=False, width=120)
+              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py). A stage's deps are its\n"
+              "# script, its data, its teacher's checkpoint, then the kdlib code it runs; its params are the params.yaml\n"
+              "# keys of its run and of every run upstream, and the name-table entries they resolve to.\n")
+    return header + yaml.dump(dvc_yaml(params_file), Dumper=_PlainDumper, sort_keys=False, width=120,
+                              default_flow_style=None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Prepare one dense experiment's data into data/dense/<name>/ (train.pt, test.pt, meta.json)."""
 from kdlib.cli import require, stage_main
 from kdlib.dense.data import prepare
-from kdlib.dense.nets import check
+from kdlib.dense.checks import check
 from kdlib.paths import dense_data_dir
 
 

@@ -1,11 +1,12 @@
 """Compile every run's metrics into results/tables/*.md, results/figures/*.png and results/report.md."""
 from kdlib.cli import stage_main
+from kdlib.report.studies import REPORT
 from kdlib.report.tables import write_report
 
 
 def main(params, _):
     write_report(params)
-    print("wrote results/report.md")
+    print(f"wrote {REPORT}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 import copy
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,3 +54,39 @@ def finished(tmp_path_factory) -> Path:
     run([DVC, "commit", "--force", "--quiet"], ws)
     run([SNAKEMAKE, "--touch", "--cores", "1", "--quiet"], ws)
     return ws
+
+
+def descendants(direct: set[str], params: Path = TINY) -> set[str]:
+    """`direct` and every stage of the profile that reads, directly or not, what they write."""
+    from kdlib.pipeline import stages
+    all_stages = stages(str(params))
+    producer = {out: s.name for s in all_stages for out in s.outputs}
+    found, todo = set(direct), list(direct)
+    while todo:
+        name = todo.pop()
+        for s in all_stages:
+            if s.name not in found and any(producer.get(d) == name for d in s.deps):
+                found.add(s.name)
+                todo.append(s.name)
+    return found
+
+
+def to_rerun(ws: Path) -> tuple[set[str], set[str]]:
+    """The stages `snakemake -n` plans and those `dvc status` names."""
+    snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}
+    dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
+    return snake, dvc
+
+
+def edited_file(ws: Path, path: str, edit) -> tuple[set[str], set[str]]:
+    """What each tool would re-run after `edit(text) -> text` of one file (restored afterwards, times too)."""
+    file = ws / path
+    original, times = file.read_text(), os.stat(file)
+    changed = edit(original)
+    assert changed != original, f"the edit did not apply to {path}"
+    file.write_text(changed)
+    try:
+        return to_rerun(ws)
+    finally:
+        file.write_text(original)
+        os.utime(file, ns=(times.st_atime_ns, times.st_mtime_ns))

@@ -6,12 +6,17 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from kdlib.dense import sr_models
+from kdlib.dense import swinir
+from kdlib.dense.attention_sr import AttentionSRNet
 from kdlib.dense.degrade import blur, degrade, gaussian_kernel, upscale_bicubic
+from kdlib.dense.edsr import EDSR
 from kdlib.dense.image_metrics import psnr, rgb_to_y, sr_scores, ssim
 from kdlib.dense.perceptual import LAYERS, VGGPerceptual, imagenet_weights_path
-from kdlib.dense.sr_models import SR_MODELS, EDSR, AttentionSRNet, SwinIR, SwinLayer, shifted_window_mask
+from kdlib.dense.registry import SR_MODELS as SR_TARGETS, resolve
+from kdlib.dense.swinir import SwinIR, SwinLayer, shifted_window_mask
 from kdlib.errors import KDError
+
+SR_MODELS = {name: resolve(target) for name, target in SR_TARGETS.items()}
 
 TINY = {"swinir": {"embed_dim": 16, "depths": (2,), "num_heads": 2, "window_size": 4},
         "edsr": {"channels": 8, "blocks": 2},
@@ -210,7 +215,7 @@ def test_shifted_window_attention_does_not_cross_the_wrap(monkeypatch):
     assert diff[1, 1] > 1e-3
     assert diff[7, 7] < 1e-6 and diff[3, 3] < 1e-6
     # Without the mask, the wrapped pixel would leak into (7, 7): the check above can fail.
-    monkeypatch.setattr(sr_models, "shifted_window_mask", lambda h, w, ws, s, device=None: torch.zeros(4, 16, 16))
+    monkeypatch.setattr(swinir, "shifted_window_mask", lambda h, w, ws, s, device=None: torch.zeros(4, 16, 16))
     with torch.no_grad():
         assert (layer(y) - layer(x)).abs().sum(dim=-1)[0, 7, 7] > 1e-3
 
@@ -244,6 +249,48 @@ def test_edsr_baseline_parameter_count():
     c = 64
     expected = conv(3, c, 3) + 16 * 2 * conv(c, c, 3) + conv(c, c, 3) + 2 * conv(c, 4 * c, 3) + conv(c, 3, 3)
     assert n_params(EDSR()) == expected  # 1.52M, EDSR-baseline x4's published size
+
+
+def test_dense_registry_and_checks_import_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys, kdlib.dense.registry, kdlib.dense.checks; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('kdlib'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_role_modules_and_entries_name_what_each_role_builds(tiny_raw):
+    from kdlib.config import validate
+    from kdlib.dense.registry import role_entries, role_modules
+    dense = validate(tiny_raw).dense  # sr_tiny: SwinIR teacher, AttentionSRNet student
+    assert role_modules(dense["sr_tiny"], "teacher") == ["kdlib.dense.swinir"]
+    assert role_modules(dense["sr_tiny"], "scratch") == ["kdlib.dense.attention_sr"]
+    assert role_modules(dense["sr_tiny"], "kd") == ["kdlib.dense.attention_sr", "kdlib.dense.swinir",
+                                                    "kdlib.dense.perceptual"]
+    assert role_entries(dense["sr_tiny"], "teacher") == ["SR_MODELS.swinir"]
+    assert role_entries(dense["sr_tiny"], "scratch") == ["SR_MODELS.attention_srnet"]
+    assert role_entries(dense["sr_tiny"], "kd") == ["SR_MODELS.attention_srnet", "SR_MODELS.swinir", "PERCEPTUAL"]
+    for role in ("teacher", "scratch", "kd"):
+        assert role_modules(dense["edges_tiny"], role) == ["kdlib.dense.edge_models"]
+        assert role_entries(dense["edges_tiny"], role) == ["UNET"]
+    with pytest.raises(KDError, match="unknown dense role"):
+        role_modules(dense["sr_tiny"], "student")
+
+
+def test_dense_stage_scripts_import_no_network_code(monkeypatch):
+    """Networks, the perceptual loss and U-Nets are built by string (kdlib.dense.registry): a dense stage's own
+    imports reach none of them, so each role depends on its own networks only."""
+    import re
+    from kdlib import pipeline
+    monkeypatch.setattr(pipeline, "LAZY_IMPORT", re.compile("(?!)"), raising=False)  # registry strings: not imports
+    pipeline._kdlib_imports.cache_clear()
+    networks = {"kdlib/dense/sr_base.py", "kdlib/dense/swinir.py", "kdlib/dense/edsr.py", "kdlib/dense/attention_sr.py",
+                "kdlib/dense/edge_models.py", "kdlib/dense/perceptual.py", "kdlib/engine/trainer.py"}
+    try:
+        for script in ("stages/dense_train.py", "stages/dense_prepare.py"):
+            assert not networks & set(pipeline.code_deps(script)), script
+    finally:
+        pipeline._kdlib_imports.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------------- perceptual

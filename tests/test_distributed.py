@@ -9,7 +9,7 @@ import torch
 
 from kdlib.config import Augment
 from kdlib.data.prepared import DatasetFiles, train_loader
-from kdlib.data.sources import Split
+from kdlib.data.splits import Split
 from tests.conftest import REPO, make_workspace, run
 
 # Two processes keep the global batch and the order of the images, but each normalises its BatchNorm layers over
@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from kdlib.config import Augment
 from kdlib.data.prepared import DatasetFiles, train_loader
-from kdlib.data.sources import Split
+from kdlib.data.splits import Split
 from kdlib.engine import distributed
 
 device = distributed.start(torch.device("cpu"))

@@ -6,7 +6,9 @@ import torch
 
 from kdlib.config import Distill
 from kdlib.distill.distiller import Distiller
-from kdlib.distill.losses import feature_l2, kd_kl, logits_mse
+from kdlib.distill.kd import kd_kl
+from kdlib.distill.logits_mse import logits_mse
+from kdlib.distill.losses import feature_l2
 from kdlib.distill.schedules import alpha_at
 from kdlib.models.build import build_model
 from kdlib.reparam.fusion import to_deploy

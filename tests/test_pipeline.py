@@ -18,9 +18,23 @@ def test_committed_dvc_yaml_is_up_to_date():
 
 def test_code_deps_follow_imports_transitively():
     deps = code_deps("stages/train.py", REPO)
-    assert "kdlib/engine/trainer.py" in deps and "kdlib/distill/losses.py" in deps  # via trainer -> distiller
-    assert "kdlib/models/resnet.py" in deps  # via the registry's lazy "module:constructor" entries
+    assert "kdlib/engine/trainer.py" in deps and "kdlib/distill/method.py" in deps  # via trainer -> distiller
     assert "kdlib/report/tables.py" not in deps
+    # Models and methods are imported by name: a run depends on its own only. Parsing, validation and the name
+    # tables are not result code (their values are tracked instead), nor are docstring-only package files.
+    assert not {d for d in deps if d.startswith(("kdlib/models/resnet", "kdlib/distill/dkd", "kdlib/config/"))}
+    assert not {"kdlib/models/registry.py", "kdlib/distill/methods.py", "kdlib/errors.py", "kdlib/__init__.py"} & set(deps)
+
+
+def test_a_stage_depends_on_its_own_model_and_method():
+    by_name = {s.name: s for s in stages(str(TINY))}
+    dkd, at = by_name["train_s3_dkd"], by_name["train_s3_at"]
+    assert "kdlib/distill/dkd.py" in dkd.deps and "kdlib/distill/dkd.py" not in at.deps
+    assert "kdlib/models/cifar_quick.py" in dkd.deps and "kdlib/models/lenet.py" not in dkd.deps
+    assert "kdlib/models/lenet.py" in by_name["train_student_kd"].deps  # its own model, and its teacher's
+    assert "kdlib/models/cifar_quick.py" in by_name["train_student_kd"].deps
+    assert dkd.tables["kdlib/models/registry.py"] == ["MODELS.cifar_quick"]
+    assert {d for d in by_name["prepare_digits"].deps if d.startswith(("kdlib/models", "kdlib/engine/trainer"))} == set()
 
 
 def test_stage_params_name_the_run_and_its_teachers():

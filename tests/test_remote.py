@@ -7,7 +7,8 @@ import shutil
 
 import yaml
 
-from tests.conftest import BIN, DVC, REPO, SNAKEMAKE, run
+from kdlib.pipeline import stages
+from tests.conftest import BIN, DVC, REPO, SNAKEMAKE, TINY, descendants, edited_file, run, to_rerun
 
 # Exactly what the README tells users to type, with the test's venv (no install: -o skips that prerequisite).
 MAKE = ["make", f"VENV={BIN.parent}", "-o", f"{BIN}/kdlib-installed"]
@@ -18,12 +19,6 @@ def cached_outs(ws):
     """The outputs DVC caches (datasets and checkpoints); metrics, history and tables are kept in git."""
     stages = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
     return sorted(o for s in stages.values() for o in s.get("outs", []) if isinstance(o, str))
-
-
-def to_rerun(ws):
-    snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}
-    dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
-    return snake, dvc
 
 
 def test_push_then_pull_into_a_fresh_clone_reruns_nothing(finished, tmp_path):
@@ -90,30 +85,13 @@ def test_push_then_pull_into_a_fresh_clone_reruns_nothing(finished, tmp_path):
     assert not any("dense" in name for name in snake)
 
 
-def test_code_edit_reruns_the_stages_that_import_it_and_their_descendants(finished, monkeypatch):
-    from kdlib.pipeline import stages
-    monkeypatch.chdir(finished)
-    all_stages = stages()
-    direct = {s.name for s in all_stages if EDITED in s.deps}
-    producer = {out: s.name for s in all_stages for out in s.outputs}
-    downstream, todo = set(direct), list(direct)
-    while todo:
-        name = todo.pop()
-        for s in all_stages:
-            if s.name not in downstream and any(producer.get(d) == name for d in s.deps):
-                downstream.add(s.name)
-                todo.append(s.name)
+def test_code_edit_reruns_the_stages_that_import_it_and_their_descendants(finished):
+    direct = {s.name for s in stages(str(TINY)) if EDITED in s.deps}
     assert direct == {"fuse_teacher", "fuse_student_acb"}  # a module only some stages import
+    downstream = descendants(direct)
     assert {"train_student_kd", "evaluate_teacher", "tables"} <= downstream  # the fused teacher teaches
 
-    path = finished / EDITED
-    original, times = path.read_bytes(), os.stat(path)
-    path.write_bytes(original + b"# an edit\n")
-    try:
-        snake, dvc = to_rerun(finished)
-    finally:
-        path.write_bytes(original)
-        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    snake, dvc = edited_file(finished, EDITED, lambda text: text + "# an edit\n")
     # DVC names the stages whose own dependencies changed; Snakemake plans those and everything downstream.
     assert dvc == direct and snake == downstream
     assert "Nothing to be done" in run([SNAKEMAKE, "-n"], finished).stdout

@@ -9,7 +9,7 @@ from kdlib.config import load_params
 from kdlib.errors import KDError
 from kdlib.report import efficiency, seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine
-from kdlib.report.tables import teacher_student_table
+from kdlib.report.overview import teacher_student_table
 from tests.conftest import TINY
 from tests.test_end_to_end import table_rows
 from tests.test_export import markdown_tables

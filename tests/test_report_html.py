@@ -6,7 +6,7 @@ import json
 import re
 
 from kdlib.config import load_params
-from kdlib.pipeline import report_outputs
+from kdlib.report.studies import report_outputs
 from tests.conftest import SNAKEMAKE, run
 
 

@@ -13,7 +13,7 @@ from kdlib.data.sources import Split
 from kdlib.distill.at import at_loss, attention_map
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.dkd import dkd_terms, dkd_warmup
-from kdlib.distill.losses import kd_kl
+from kdlib.distill.kd import kd_kl
 from kdlib.distill.stablekd import fold_projectors, groups_at, initial_groups, recompose, student_in_teacher_widths
 from kdlib.engine.optim import stagewise
 from kdlib.errors import KDError

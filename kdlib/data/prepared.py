@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from kdlib.config import Augment
-from kdlib.data.sources import Prepared, Split
+from kdlib.data.splits import Prepared, Split
 from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.errors import KDError
 

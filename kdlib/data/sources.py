@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from kdlib.config import DatasetSpec
+from kdlib.data.splits import Prepared, Split
 from kdlib.errors import KDError
-
-
-@dataclass
-class Split:
-    images: torch.Tensor  # uint8 (N, 3, S, S)
-    labels: torch.Tensor  # int64 (N,)
-
-
-@dataclass
-class Prepared:
-    train: Split
-    test: Split
-    classes: list[str]
-    description: str
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:

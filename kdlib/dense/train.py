@@ -21,9 +21,10 @@ from kdlib.dense.edge_metrics import dice, ods_f
 from kdlib.dense.image_metrics import sr_scores
 from kdlib.dense.losses import edge_distillation, weighted_bce
 from kdlib.dense.nets import build_net
+from kdlib.dense.registry import PERCEPTUAL, resolve
 from kdlib.distill.losses import feature_l2
 from kdlib.atomic import atomic_torch_save, atomic_write_text
-from kdlib.engine.checkpoint import read_checkpoint
+from kdlib.checkpoint_io import read_checkpoint
 from kdlib.counting import count_flops, count_parameters
 from kdlib.seeding import epoch_seed
 from kdlib.errors import KDError
@@ -65,8 +66,8 @@ class SuperResolution:
         self.projector = self.perceptual = None
         if teacher is not None:
             self.projector = nn.Conv2d(model.feature_channels, teacher.feature_channels, 1).to(device)
-            from kdlib.dense.perceptual import VGGPerceptual  # builds a VGG-16: only a distilled student needs it
-            self.perceptual = VGGPerceptual(exp.distill.perceptual_weights, exp.distill.perceptual_layer).to(device)
+            # A VGG-16, imported by string: only a distilled student needs it (and depends on its code).
+            self.perceptual = resolve(PERCEPTUAL)(exp.distill.perceptual_weights, exp.distill.perceptual_layer).to(device)
 
     def modules(self) -> list[nn.Module]:
         """What trains: the student and its projector (a checkpoint's `modules`, in this order)."""

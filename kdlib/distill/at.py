@@ -2,6 +2,9 @@
 import torch
 import torch.nn.functional as F
 
+from kdlib.distill.method import AddedTerms
+from kdlib.errors import KDError
+
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, H*W): the channel mean of squared activations, L2-normalised per image."""
@@ -16,3 +19,15 @@ def at_loss(student_features: list[torch.Tensor], teacher_features: list[torch.T
             raise ValueError(f"attention maps differ in size: student {tuple(s.shape[-2:])}, teacher {tuple(t.shape[-2:])}")
         total = total + (attention_map(s) - attention_map(t)).pow(2).mean()
     return total
+
+
+class Method(AddedTerms):
+    def __init__(self, spec, student, teacher, input_shape, stage=0):
+        super().__init__(spec, student, teacher, input_shape, stage)
+        s, t = student.stage_shapes(input_shape), teacher.stage_shapes(input_shape)
+        if [x[1:] for x in s] != [x[1:] for x in t]:
+            raise KDError(f"attention transfer pairs stage with stage at equal feature sizes; the student's "
+                          f"are {[x[1:] for x in s]}, the teacher's {[x[1:] for x in t]}")
+
+    def added(self, d, logits, features, t_logits, t_features, y, epoch):
+        return {"at": self.spec.beta * at_loss(features, t_features)}

@@ -1,21 +1,10 @@
-"""Distillation losses: small pure functions, each with golden-value tests."""
+"""Distillation losses that several modules share: small pure functions, each with golden-value tests.
+
+Each method's own loss lives in its module (kd, logits_mse, at, dkd, ...); feature_l2 serves feature KD and
+the dense tasks' feature term (kdlib.dense.train).
+"""
 import torch
 import torch.nn.functional as F
-
-
-def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton et al.: KL(p_teacher^T || p_student^T) averaged over the batch, times T^2.
-
-    The T^2 factor keeps the soft term's gradient scale independent of the temperature.
-    """
-    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * temperature ** 2
-
-
-def logits_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between raw logits (Ba & Caruana's logit regression)."""
-    return F.mse_loss(student_logits, teacher_logits)
 
 
 def feature_l2(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from kdlib.config import Run
 from kdlib.atomic import atomic_torch_save
+from kdlib.checkpoint_io import read_checkpoint
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
 
@@ -21,21 +21,6 @@ def save_model(path: Path, run_name: str, run: Run, model: nn.Module, num_classe
                        "block_type": "base" if deployed else run.block_type, "deployed": deployed,
                        "num_classes": num_classes, "config": run.model_dump(mode="json"),
                        "state_dict": model.state_dict()}, path)
-
-
-def read_checkpoint(path: Path) -> dict:
-    """torch.load with weights_only=True; any failure becomes one message naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise KDError(f"{path}: checkpoint not found; run the stage that writes it first")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, foreign objects refused by weights_only, ...
-        raise KDError(f"{path}: checkpoint cannot be read, it is truncated or corrupt ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}); delete it and rerun the stage that writes it") from None
-    if not isinstance(blob, dict):
-        raise KDError(f"{path}: not a kdlib checkpoint (holds a {type(blob).__name__})")
-    return blob
 
 
 def load_model(path: Path, expect_model: str | None = None, expect_classes: int | None = None) -> tuple[nn.Module, dict]:

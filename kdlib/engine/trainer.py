@@ -21,7 +21,8 @@ from kdlib.data.prepared import class_fraction, load_prepared, test_loader, trai
 from kdlib.distill.distiller import Distiller
 from kdlib.engine import distributed
 from kdlib.atomic import atomic_torch_save, atomic_write_text
-from kdlib.engine.checkpoint import load_model, read_checkpoint, save_model
+from kdlib.checkpoint_io import read_checkpoint
+from kdlib.engine.checkpoint import load_model, save_model
 from kdlib.engine.evaluate import evaluate
 from kdlib.counting import count_flops, count_parameters
 from kdlib.engine.optim import build_optimizer, build_scheduler

@@ -2,10 +2,20 @@
 and latency in PyTorch eager and onnxruntime, and for ACB runs what fusing the branches saved (export.json)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from tabulate import tabulate
 
 from kdlib.config import Params
-from kdlib.report.results import Results
+from kdlib.report.results import Results, write_table
+
+
+def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
+    table = efficiency_table(params, res)
+    write_table(outputs["table"], table)
+    return ["## Deployment: ONNX export and efficiency", "",
+            "Every run's inference form is exported to ONNX (`results/runs/<run>/model.onnx`) and checked against "
+            "PyTorch on the whole test split.", "", table, ""]
 
 
 def efficiency_table(params: Params, res: Results) -> str:

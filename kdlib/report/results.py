@@ -10,9 +10,11 @@ import json
 import math
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
+from kdlib.atomic import atomic_write_text
 from kdlib.config import Params
 from kdlib.paths import run_dir
 
@@ -79,3 +81,8 @@ def cell(v: Values | None, spec: str = ".2f", suffix: str = "") -> str:
         return f"{xs[0]:{spec}}{suffix}"
     return f"{statistics.fmean(xs):{spec}}{suffix} ± {statistics.stdev(xs):{spec.lstrip('+')}} (n={len(xs)})"
 
+
+
+def write_table(path: Path, text: str) -> None:
+    """A study's Markdown table file: the table as report.md prints it, and a final newline."""
+    atomic_write_text(path, text + "\n")

@@ -12,7 +12,8 @@ import matplotlib
 from tabulate import tabulate
 
 from kdlib.config import Params, Run
-from kdlib.report.results import Results, Values, cell, combine
+from kdlib.paths import RESULTS
+from kdlib.report.results import Results, Values, cell, combine, write_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -157,3 +158,33 @@ def curves_figure(params: Params, pairs: list[Pair], res: Results, path: Path) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
+    """Tables 1-3 and the curves; the report section only where the profile has seed-000 pairs."""
+    pairs = find_pairs(params)
+    tables = [table(params, pairs, res) for table in (table1, table2, table3)]
+    for i, text in enumerate(tables, start=1):
+        write_table(outputs[f"table{i}"], text)
+    curves_figure(params, pairs, res, outputs["curves"])
+    if not pairs:
+        return []
+    acb = [res.by_run[n]["fuse"] for n, r in params.runs.items() if r.block_type == "acb"]
+    fused = (f"All {len(acb)} ACB runs were fused into plain convs and evaluated fused; on every test image "
+             f"the fused model predicted the same class as the unfused one (largest logit difference "
+             f"{max(f['max_abs_logit_diff'] for f in acb):.1e}). Latency: median ms per batch of "
+             f"{acb[0]['latency_ms_per_batch']['batch_size']} images on {acb[0]['latency_ms_per_batch']['device']} "
+             f"({acb[0]['latency_ms_per_batch']['threads']} threads); 'plain' is the same architecture built with "
+             "block_type base (conv + BN, unfused).") if acb else ""
+    return ["## Seed 000: ACNet and distillation", "",
+            "Our columns: this profile's data, budget and seed (above); students distilled from the teacher's "
+            "fused form. The seed's columns are its published CIFAR-10 numbers (50 epochs), for reference only "
+            "where the dataset differs.", "", fused, "",
+            "### Table 1: student vs teacher", "", tables[0], "",
+            "(The seed prints LeNet's gain as 5.42; its own two numbers, 88.96 - 83.72, give 5.24.)", "",
+            "### Table 2: baseline vs ACB", "", tables[1], "",
+            "### Table 3: baseline vs KD", "", tables[2], "",
+            "### Validation accuracy per epoch", "",
+            "While alpha = 1 (darkest shade), feature KD trains the convolutions on the teacher's feature map "
+            "only and the classifier gets no loss, so its accuracy stays near chance until the labels come in "
+            "(the seed's appendix).", "", f"![seed 000 curves]({outputs['curves'].relative_to(RESULTS)})", ""]

@@ -11,7 +11,8 @@ import matplotlib
 from tabulate import tabulate
 
 from kdlib.config import Params
-from kdlib.report.results import Results, Values, cell, combine, mean
+from kdlib.paths import RESULTS
+from kdlib.report.results import Results, Values, cell, combine, mean, write_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -103,3 +104,42 @@ def loss_curves_figure(params: Params, res: Results, path: Path) -> dict[str, fl
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return gaps
+
+
+def _recipe_line(params: Params, name: str) -> str:
+    run = params.written[name]
+    aug = run.augment
+    parts = [f"{run.optimizer.name} lr {run.optimizer.lr:g} wd {run.optimizer.weight_decay:g}",
+             (f"{run.schedule.warmup_epochs:g}-epoch linear warm-up, then " if run.schedule.warmup_epochs else "")
+             + run.schedule.name,
+             f"crop pad {aug.crop_padding}" if aug.crop_padding else "", "flip" if aug.hflip else "",
+             "AutoAugment" if aug.autoaugment else "", "colour jitter" if aug.color_jitter else "",
+             f"random erasing p {aug.random_erasing.p:g}" if aug.random_erasing else "",
+             f"mixup {run.mix.mixup_alpha:g} / cutmix {run.mix.cutmix_alpha:g}" if run.mix else "",
+             f"label smoothing {run.label_smoothing:g}" if run.label_smoothing else "",
+             f"KD alpha {run.distill.alpha:g}, T {run.distill.temperature:g}" if run.distill else "",
+             f"{run.epochs} epochs, batch {run.batch_size}"]
+    return f"`{name}`: " + ", ".join(p for p in parts if p)
+
+
+def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
+    """Tables 4, 6, 7 and 8 and the loss curves; returns the report section."""
+    tables = {"table4": version_table(params, res, "v1"), "table6": version_table(params, res, "v2"),
+              "table7": comparison_table(params, res), "table8": efficiency_table(params, res)}
+    for key, text in tables.items():
+        write_table(outputs[key], text)
+    gaps = loss_curves_figure(params, res, outputs["loss_curves"])
+    v1, v2 = params.report.seed001.v1, params.report.seed001.v2
+    return ["## Seed 001: one compact student, two recipes", "",
+            "The seed's columns are its CIFAR-100 numbers (EfficientNetV2-L teacher, EfficientNetV2-S student, 200 "
+            "epochs), for reference only where the data and models differ. Recipes:", "",
+            f"- version 1, {_recipe_line(params, v1)}", f"- version 2, {_recipe_line(params, v2)}", "",
+            "### Table 4: version 1", "", tables["table4"], "",
+            "### Table 6: version 2", "", tables["table6"], "",
+            "### Table 7: version 1 vs version 2", "", tables["table7"], "",
+            "### Table 8: efficiency", "", tables["table8"], "",
+            "### Training and validation loss", "",
+            "Training loss is the objective the student minimised (KD and label terms on augmented, mixed batches); "
+            "validation loss is cross-entropy on the test split. Generalisation gap at the last epoch (validation "
+            f"minus training): version 1 {gaps['v1']:+.2f}, version 2 {gaps['v2']:+.2f} (seed 001: 0.73 and 0.15).",
+            "", f"![seed 001 loss curves]({outputs['loss_curves'].relative_to(RESULTS)})", ""]

@@ -14,8 +14,8 @@ from tabulate import tabulate
 
 from kdlib.config import Params, scratch_baseline
 from kdlib.data.prepared import load_prepared
-from kdlib.paths import dataset_dir
-from kdlib.report.results import Results, cell, combine, mean
+from kdlib.paths import RESULTS, dataset_dir
+from kdlib.report.results import Results, cell, combine, mean, write_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -136,3 +136,25 @@ def prediction_figure(params: Params, res: Results, path: Path, count: int = 5) 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
+    """Tasks 1 and 3, the accuracy-vs-parameters and prediction figures; returns the report section."""
+    task1, task3 = task1_table(params, res), task3_table(params, res)
+    write_table(outputs["task1"], task1)
+    write_table(outputs["task3"], task3)
+    accuracy_params_figure(params, res, outputs["accuracy_params"])
+    prediction_figure(params, res, outputs["predictions"])
+    chain = _chain(params)
+    return ["## Seed 002: distillation chains (classification)", "",
+            f"Chain `{params.report.seed002.chain}`: {' -> '.join(chain)}; every student also trained from scratch "
+            "on its own recipe. The seed's columns are its CIFAR-100 numbers (ResNet101 -> MobileNetV2 -> "
+            "MobileNetV2 0.5x, 200 epochs), for reference only where data and models differ. Parameters are counted "
+            "as deployed (ACB runs fused).", "",
+            "### Task 1: distilled vs scratch", "", task1, "",
+            "### Task 3: generations", "", task3, "",
+            f"![accuracy vs parameters]({outputs['accuracy_params'].relative_to(RESULTS)})", "",
+            "### Predictions", "",
+            "Test images with the top-3 classes of the teacher, the student trained from scratch and the distilled "
+            "student; images where the students disagree come first.", "",
+            f"![predictions]({outputs['predictions'].relative_to(RESULTS)})", ""]

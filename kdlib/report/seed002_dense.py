@@ -17,8 +17,8 @@ from tabulate import tabulate
 from kdlib.config import DENSE_ROLES, Params, SRExperiment
 from kdlib.dense.degrade import upscale_bicubic
 from kdlib.dense.image_metrics import sr_scores
-from kdlib.atomic import atomic_write_text
-from kdlib.paths import RESULTS, dense_data_dir, dense_report_files, dense_run_dir
+from kdlib.paths import RESULTS, dense_data_dir, dense_run_dir
+from kdlib.report.results import Results, write_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -166,20 +166,19 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def write(params: Params) -> list[str]:
-    """Every dense experiment's table and figure; returns the report section."""
-    if not params.dense:
-        return []
+def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
+    """Every dense experiment's table and figure (`res`, the classification runs, unused); returns the report
+    section."""
     section = ["## Seed 002: dense tasks", "",
                "Each experiment trains a teacher, a student without KD and the same student with KD on the same "
                "data and budget; the seed's columns are its published numbers, for reference only where data and "
                "models differ.", ""]
     for name in params.dense:
         e = Experiment(params, name)
-        table_file, figure_file = dense_report_files(name)
+        table_file, figure_file = outputs[f"{name}.table"], outputs[f"{name}.figure"]
         sr = isinstance(e.exp, SRExperiment)
         text = sr_table(e) if sr else edge_table(e)
-        atomic_write_text(table_file, text + "\n")
+        write_table(table_file, text)
         (sr_figure if sr else edge_figure)(e, figure_file)
         title = "super-resolution" if sr else "edge detection"
         section += [f"### `{name}`: {title}", "", text, "", f"![{name}]({figure_file.relative_to(RESULTS)})", ""]

@@ -13,14 +13,15 @@ import matplotlib
 from tabulate import tabulate
 
 from kdlib.config import Params
+from kdlib.distill.methods import labels
 from kdlib.errors import KDError
-from kdlib.report.results import Results, cell
+from kdlib.paths import RESULTS
+from kdlib.report.results import Results, cell, write_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 
-LABELS = {"logits": "KD", "at": "AT", "dkd": "DKD", "kd_mse": "KD + MSE", "logits_mse": "KD (logit MSE)",
-          "feature": "feature KD"}
+LABELS = labels()  # method -> its name in the tables, from the methods table
 # The seed's ResNet34 -> ResNet18 numbers on CIFAR-100, for reference (different data, models and budgets).
 SEED_TABLE5 = {"KD": "72.49 / 76.19 / 78.07", "StableKD-5/0": "76.59 / 77.26 / 77.23",
                "StableKD-5/2": "78.45 / 79.39 / 79.46"}  # 20 / 60 / 200 epochs
@@ -129,3 +130,26 @@ def curves_figure(study: Study, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
+    """Tables 5, 2, 4 and 7 and the curves; returns the report section."""
+    study = Study(params, res)
+    tables = {"table5": budget_table(study), "table2": data_table(study), "table4": ablation_table(study),
+              "table7": time_table(study)}
+    for key, text in tables.items():
+        write_table(outputs[key], text)
+    curves_figure(study, outputs["curves"])
+    run = params.written[params.report.seed003.runs[0]]
+    return ["## Seed 003: StableKD", "",
+            f"Teacher `{study.teacher}` ({cell(study.res.acc(study.teacher))}%), student `{run.model}` (width "
+            f"{run.width}) on `{run.dataset}`, seed {run.seed}. StableKD-k/n starts from k blocks and recomposes n "
+            "times; each of its stages is a checkpoint and a DAG node. The seed's columns are its CIFAR-100 "
+            "ResNet34 -> ResNet18 numbers, for reference only.", "",
+            "### Table 5: accuracy per epoch budget", "", tables["table5"], "",
+            "### Table 2: data efficiency (share of every class of the training set)", "", tables["table2"], "",
+            "### Table 4: decomposition ablation", "", tables["table4"], "",
+            "### Table 7: training time per epoch", "",
+            "Measured in the pipeline's own training runs (same pair, batch and machine; evaluation excluded).", "",
+            tables["table7"], "",
+            f"![seed 003 curves]({outputs['curves'].relative_to(RESULTS)})", ""]

@@ -1,55 +1,12 @@
-"""Super-resolution networks for seed 002's Task 2.1: the SwinIR teacher, an EDSR teacher option and the compact
-AttentionSRNet student.
-
-Every model maps RGB in [0, 1] to RGB at `scale` times the size, unclamped (the loss sees raw values, evaluation
-clamps). `forward_features` also returns the deep features right before the upsampler, at the input's size, for
-feature distillation; their channel count is the model's `feature_channels`.
-"""
+"""SwinIR (Liang et al. 2021), seed 002's super-resolution teacher: Swin window attention in residual blocks."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# DIV2K's RGB mean, subtracted before and added after every network (as EDSR and SwinIR do), so a network whose
-# output branch starts near zero starts near a mean-coloured image rather than black.
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
+from kdlib.dense.sr_base import _conv3x3, _SRNet, _upsampler
+
 # Swin's additive mask value: softmax weight e^-100, i.e. none, without the NaN an all -inf row could give.
 MASK_VALUE = -100.0
-
-
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-
-
-def _upsampler(channels: int, scale: int) -> nn.Sequential:
-    """Sub-pixel up-sampling: conv + PixelShuffle(2) per factor 2 of the scale, or one conv + PixelShuffle(3)."""
-    layers: list[nn.Module] = []
-    if scale == 3:
-        layers += [_conv3x3(channels, 9 * channels), nn.PixelShuffle(3)]
-    elif scale >= 2 and scale & (scale - 1) == 0:
-        for _ in range(scale.bit_length() - 1):
-            layers += [_conv3x3(channels, 4 * channels), nn.PixelShuffle(2)]
-    else:
-        raise ValueError(f"scale must be 3 or a power of 2, got {scale}")
-    return nn.Sequential(*layers)
-
-
-class _SRNet(nn.Module):
-    """The mean shift and `forward` shared by all models; subclasses define `forward_features`."""
-
-    def __init__(self, scale: int, feature_channels: int):
-        super().__init__()
-        self.scale = scale
-        self.feature_channels = feature_channels
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
-
-
-# ---------------------------------------------------------------------------------------------------- SwinIR
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -196,78 +153,3 @@ class SwinIR(_SRNet):
         features = self.conv_after_body(self._layer_norm(self.norm, deep)) + shallow
         image = self.conv_last(self.upsample(features)) + self.mean
         return image[..., :h * self.scale, :w * self.scale], features[..., :h, :w]
-
-
-# ---------------------------------------------------------------------------------------------------- CNNs
-
-
-class _ConvSRNet(_SRNet):
-    """3x3 conv head, a body of blocks, a conv with a long residual, pixel-shuffle upsampler and a 3x3 conv out."""
-
-    def __init__(self, scale: int, channels: int, blocks: list[nn.Module]):
-        super().__init__(scale, channels)
-        self.head = _conv3x3(3, channels)
-        self.body = nn.Sequential(*blocks)
-        self.conv_after_body = _conv3x3(channels, channels)
-        self.upsample = _upsampler(channels, scale)
-        self.conv_last = _conv3x3(channels, 3)
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shallow = self.head(x - self.mean)
-        features = self.conv_after_body(self.body(shallow)) + shallow
-        return self.conv_last(self.upsample(features)) + self.mean, features
-
-
-class ResidualBlock(nn.Module):
-    """EDSR's block: conv-ReLU-conv without batch norm, scaled by 0.1 before the residual addition."""
-
-    def __init__(self, channels: int, res_scale: float = 0.1):
-        super().__init__()
-        self.body = nn.Sequential(_conv3x3(channels, channels), nn.ReLU(inplace=True), _conv3x3(channels, channels))
-        self.res_scale = res_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.res_scale * self.body(x)
-
-
-class EDSR(_ConvSRNet):
-    """EDSR (Lim et al. 2017); the defaults are its baseline size (64 channels, 16 blocks)."""
-
-    def __init__(self, *, scale: int = 4, channels: int = 64, blocks: int = 16):
-        super().__init__(scale, channels, [ResidualBlock(channels) for _ in range(blocks)])
-
-
-class ChannelAttention(nn.Module):
-    """Squeeze-and-excitation: global average pool, 1x1 conv down (reduction 4, at least 4), ReLU, 1x1 conv up,
-    sigmoid; the result rescales each channel."""
-
-    def __init__(self, channels: int, reduction: int = 4, min_hidden: int = 4):
-        super().__init__()
-        hidden = max(min_hidden, channels // reduction)
-        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-
-class AttentionBlock(nn.Module):
-    """conv3x3-ReLU-conv3x3, channel attention, residual connection."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(_conv3x3(channels, channels), nn.ReLU(inplace=True), _conv3x3(channels, channels),
-                                  ChannelAttention(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class AttentionSRNet(_ConvSRNet):
-    """Seed 002's compact student (AttentionStudentSRNet): 12 channel-attention residual blocks, few channels."""
-
-    def __init__(self, *, scale: int = 4, channels: int = 32, blocks: int = 12):
-        super().__init__(scale, channels, [AttentionBlock(channels) for _ in range(blocks)])
-
-
-SR_MODELS: dict[str, type[_SRNet]] = {"swinir": SwinIR, "edsr": EDSR, "attention_srnet": AttentionSRNet}

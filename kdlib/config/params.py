@@ -1,0 +1,42 @@
+"""The whole params file: datasets, runs, chains, report, export and dense experiments."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, PrivateAttr
+
+from kdlib.config.dense import EdgeExperiment, SRExperiment
+from kdlib.config.provenance import Source
+from kdlib.config.schema import DatasetSpec, Export, Report, Run, Strict
+
+
+class Params(Strict):
+    profile: str = "custom"
+    description: str = ""
+    datasets: dict[str, DatasetSpec]
+    runs: dict[str, Run]  # after validation: every run to train, one per seed, with chain teachers filled in
+    # chain name -> [teacher, gen 2, gen 3, ...]: each generation distils from the one before it (or from an
+    # earlier member it names as teacher), and each student gets a scratch-trained baseline <student>_scratch.
+    chains: dict[str, Annotated[list[str], Field(min_length=2)]] = {}
+    report: Report = Report()
+    export: Export = Export()
+    dense: dict[str, Annotated[SRExperiment | EdgeExperiment, Field(discriminator="task")]] = {}
+    _written: dict[str, Run] = PrivateAttr(default_factory=dict)
+    _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)
+    _sources: dict[str, Source] = PrivateAttr(default_factory=dict)
+
+    @property
+    def written(self) -> dict[str, Run]:
+        """The runs as params.yaml gives them (plus chain baselines), before one-per-seed expansion;
+        a teacher here names a written run."""
+        return self._written
+
+    @property
+    def replicas(self) -> dict[str, dict[int, str]]:
+        """Written run -> {seed: the run trained with that seed}."""
+        return self._replicas
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        """Run -> where the params file defines it."""
+        return self._sources
