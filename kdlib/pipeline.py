@@ -38,9 +38,9 @@ DEFAULT_PARAMS = "params.yaml"
 # Modules that parse, validate, word messages or name things: a stage follows the values they resolve to (its
 # recipe, the table entries it uses), not their code.
 NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/models/registry.py",
-                   "kdlib/distill/methods.py", "kdlib/dense/registry.py", "kdlib/dense/checks.py",
-                   "kdlib/report/studies.py")
-MODELS_TABLE, METHODS_TABLE, DENSE_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py", "kdlib/dense/registry.py"
+                   "kdlib/distill/methods.py", "kdlib/dense/registry.py", "kdlib/dense/checks.py")
+MODELS_TABLE, METHODS_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py"
+DENSE_TABLE = "kdlib/dense/registry.py"
 STAGE_KINDS = ("prepare", "train", "fuse", "evaluate", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
 
 
@@ -108,7 +108,10 @@ def _kdlib_imports(path: str, root: Path) -> list[str]:
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            raise KDError(f"{path}: relative import (line {node.lineno}); kdlib imports absolutely, so that every "
+                          "stage's code dependencies can be read from its imports")
+        elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
         for name in names:
             if name == "kdlib" or name.startswith("kdlib."):
@@ -122,7 +125,8 @@ def _module_files(module: str, root: Path) -> list[str]:
     for i in range(1, len(parts) + 1):
         base = "/".join(parts[:i])
         for candidate in (f"{base}/__init__.py", f"{base}.py"):
-            if (root / candidate).is_file() and not candidate.startswith(NOT_RESULT_CODE) and _has_code(root / candidate):
+            path = root / candidate
+            if path.is_file() and not candidate.startswith(NOT_RESULT_CODE) and _has_code(path):
                 files.append(candidate)
     return files
 
@@ -149,7 +153,7 @@ def _run_keys(params: Params, raw: dict, name: str, stage: int | None = None) ->
     """The params-file keys that define a run and every run upstream of it (so DVC re-runs it when they change).
     For a StableKD stage whose work ends with it, only this stage's and the earlier stages' epochs count, so
     changing a stage's epochs re-runs that stage and the later ones only. (A run with stage_epochs has its keys
-    leaf by leaf and none for `epochs`: see config._source.)"""
+    leaf by leaf and none for `epochs`: see kdlib.config.provenance._source.)"""
     own = _own_keys(params, raw, name)
     if stage is not None and params.runs[name].stages_are_independent():
         own = {k for key in own for k in ([f"{key}.{i}" for i in range(stage + 1)]
@@ -165,7 +169,7 @@ def _taken_defaults(params: Params, raw: dict, name: str) -> list[str]:
     source = params.sources[name]
     given = (raw.get("defaults") or {}, raw["runs"][source.entry] or {})
     return [k for k in METHODS[params.runs[name].distill.method]["defaults"]
-            if not any(sets(g, ("distill", k)) for g in given)]
+            if not any(isinstance(g.get("distill"), dict) and g["distill"].get(k) is not None for g in given)]
 
 
 def _run_tables(params: Params, raw: dict, name: str) -> dict[str, list[str]]:
@@ -202,13 +206,13 @@ def _defaults_taken(value: BaseModel, given: list, skip=frozenset()) -> dict[str
     given = [g for g in given if isinstance(g, dict)]
     cls = type(value)
     found: dict[str, set[str]] = {}
-    for field in cls.model_fields:
-        if field in skip:
+    for key in cls.model_fields:
+        if key in skip:
             continue
-        present = [g[field] for g in given if field in g]
+        present = [g[key] for g in given if key in g]
         if not present and _literals(_source_file(cls)).get(cls.__name__):  # a class with literal defaults
             found.setdefault(_source_file(cls), set()).add(cls.__name__)
-        nested = getattr(value, field)
+        nested = getattr(value, key)
         if isinstance(nested, BaseModel):
             _add(found, _defaults_taken(nested, present))
     return found
@@ -262,7 +266,8 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds,
                          deps_list(["stages/prepare.py"], source, code_deps("stages/prepare.py")),
                          outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
-                         params=keys, tables=tables, values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
+                         params=keys, tables=tables,
+                         values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
     for name, run in params.runs.items():
         data = dataset_dir(run.dataset)
         keys, folder = _run_keys(params, raw, name), run_dir(name)
@@ -312,11 +317,15 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                                    sorted(set(code_deps("stages/export.py") + model_code))),
                          outs=[str(folder / "model.onnx")], metrics=[str(folder / "export.json")],
                          params=keys + (["export"] if "export" in raw else []), tables=export_tables,
-                         values=_values({"run": json.loads(values), "export": params.export.model_dump()}, export_tables),
+                         values=_values({"run": json.loads(values), "export": params.export.model_dump()},
+                                        export_tables),
                          all_cores=True))
     out += _dense_stages(params, raw)
-    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "dense")
-            if k in raw]
+    keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "export",
+                        "dense") if k in raw]
+    # The report names methods by their table labels; its values are what DVC tracks: those keys and labels.
+    labels = {f"METHODS.{r.distill.method}.label" for r in params.runs.values() if r.teacher is not None}
+    tables = {METHODS_TABLE: sorted(labels)} if labels else {}
     results = [str(run_dir(n) / f) for n, r in params.runs.items()
                for f in ("metrics.json", "history.csv", "eval.json", "export.json")
                + (("fuse.json",) if r.block_type == "acb" else ())]
@@ -330,7 +339,8 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                      deps_list(["stages/tables.py"], data, results, dense,
                                sorted(set(code_deps("stages/tables.py")
                                           + module_deps(*(study.module for study in applicable(params)))))),
-                     reports=report_outputs(params), params=keys, values=params.model_dump_json()))
+                     reports=report_outputs(params), params=keys, tables=tables,
+                     values=_values({k: raw[k] for k in keys}, tables)))
     return out
 
 
@@ -347,10 +357,12 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
         given = raw["dense"][name]
         keys = lambda fields: [f"dense.{name}.{f}" for f in fields if f in given]  # noqa: E731 (absent: defaults)
         data = [str(dense_data_dir(name) / f) for f in ("train.pt", "test.pt", "meta.json")]
-        schema = lambda role: _defaults_taken(exp, [given], skip=set(type(exp).model_fields) - set(exp.fields(role)))  # noqa: E731
+        unread = lambda role: set(type(exp).model_fields) - set(exp.fields(role))  # noqa: E731
+        schema = lambda role: _defaults_taken(exp, [given], skip=unread(role))  # noqa: E731
         tables = _tables(schema("data"))
         out.append(Stage(f"prepare_dense_{name}", "stages/dense_prepare.py", name,
-                         deps_list(["stages/dense_prepare.py"], exp.data.inputs(), code_deps("stages/dense_prepare.py")),
+                         deps_list(["stages/dense_prepare.py"], exp.data.inputs(),
+                                   code_deps("stages/dense_prepare.py")),
                          outs=data, params=keys(exp.fields("data")), tables=tables,
                          values=_values(exp.recipe("data"), tables)))
         for role in DENSE_ROLES:
@@ -391,9 +403,9 @@ class _PlainDumper(yaml.SafeDumper):
 
 def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
     header = ("# Generated from params.yaml by `python -m kdlib.pipeline dvc`; do not edit.\n"
-              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py). A stage's deps are its\n"
-              "# script, its data, its teacher's checkpoint, then the kdlib code it runs; its params are the params.yaml\n"
-              "# keys of its run and of every run upstream, and the name-table entries they resolve to.\n")
+              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py). A stage's deps\n"
+              "# are its script, its data, its teacher's checkpoint, then the kdlib code it runs; its params are\n"
+              "# the params.yaml keys of its run and of every run upstream, and the table entries they resolve to.\n")
     return header + yaml.dump(dvc_yaml(params_file), Dumper=_PlainDumper, sort_keys=False, width=120,
                               default_flow_style=None)
 

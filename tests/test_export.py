@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import kdlib.export.export_run as export_run
 from kdlib.config import load_params
 from kdlib.data import prepared
-from kdlib.distill.stablekd import fold_projectors, student_in_teacher_widths
+from kdlib.distill.blockwise import fold_projectors, student_in_teacher_widths
 from kdlib.counting import count_flops
 from kdlib.errors import KDError
 from kdlib.export.onnx_model import export_onnx, opset, predict, session

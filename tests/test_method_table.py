@@ -12,7 +12,7 @@ from kdlib.config import Distill, load_params, validate
 from kdlib.data.prepared import save_prepared
 from kdlib.data.sources import build
 from kdlib.distill.distiller import Distiller
-from kdlib.distill.method import Method, method_class
+from kdlib.distill.method import AlphaWeighted, Method, method_class
 from kdlib.distill.methods import METHODS
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
@@ -50,6 +50,8 @@ def test_every_row_names_a_module_with_the_interface(name):
     cls = method_class(name)
     assert cls is importlib.import_module(row["module"]).Method and issubclass(cls, Method)
     assert callable(cls.terms) and callable(cls.deployable)
+    # The Distiller weighs CE by 1 - alpha exactly for the rows that say alpha applies.
+    assert row["uses_alpha"] == issubclass(cls, AlphaWeighted)
 
 
 def test_dvc_reads_the_table_as_parameters():

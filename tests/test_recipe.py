@@ -9,7 +9,7 @@ from torch import nn
 from kdlib.config import Augment, ColorJitter, Distill, Mix, RandomErasing
 from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import AugmentedSet, DatasetFiles, train_loader
-from kdlib.data.sources import Split
+from kdlib.data.splits import Split
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.precision import autocast
 from kdlib.errors import KDError

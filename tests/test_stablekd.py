@@ -1,6 +1,7 @@
 """Seed 003: StableKD's decomposition and recomposition, its projectors, the AT and DKD losses, the stagewise
 learning rate, class-stratified subsets, and StableKD stages as DAG nodes."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,12 +10,14 @@ import yaml
 
 from kdlib.config import Distill, validate
 from kdlib.data.prepared import class_fraction
-from kdlib.data.sources import Split
+from kdlib.data.splits import Split
 from kdlib.distill.at import at_loss, attention_map
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.dkd import dkd_terms, dkd_warmup
 from kdlib.distill.kd import kd_kl
-from kdlib.distill.stablekd import fold_projectors, groups_at, initial_groups, recompose, student_in_teacher_widths
+from kdlib.distill.blockwise import fold_projectors, student_in_teacher_widths
+from kdlib.distill.stablekd import groups_at, initial_groups, recompose
+from kdlib.distill.stage_plan import stage_epochs
 from kdlib.engine.optim import stagewise
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
@@ -156,8 +159,10 @@ def test_stagewise_learning_rate_warms_up_and_anneals_every_stage():
     # With a floor, the amplitude above it halves (triangular2): stage 1's top is 0.1 + 0.9 * 0.5 * 0.75.
     assert stagewise(5, steps, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * 0.75)
     assert min(stagewise(i, steps, 0.6) for i in range(16)) >= 0.6
-    assert Distill(method="stablekd").epochs_per_stage(20) == [6, 6, 8]  # the seed's floor(e/3), floor(e/3), rest
-    assert Distill(method="stablekd", recompositions=1, stage_epochs=[3, 5]).epochs_per_stage(8) == [3, 5]
+    assert stage_epochs(SimpleNamespace(epochs=20, distill=Distill(method="stablekd"))) == [6, 6, 8]  # floor(e/3) x2, rest
+    assert stage_epochs(SimpleNamespace(epochs=8, distill=Distill(method="stablekd", recompositions=1,
+                                                                  stage_epochs=[3, 5]))) == [3, 5]
+    assert stage_epochs(SimpleNamespace(epochs=8, distill=Distill(method="dkd"))) == [8]
 
 
 def test_class_fraction_is_stratified_and_seeded():

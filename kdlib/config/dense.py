@@ -49,7 +49,7 @@ class SRData(Strict):
 
 
 class SRNet(Strict):
-    model: str  # a name in kdlib.dense.sr_models.SR_MODELS
+    model: str  # a name in kdlib.dense.registry.SR_MODELS
     args: dict[str, Any] = {}  # its constructor's keyword arguments (the scale comes from data.scale)
     epochs: Annotated[int, Field(gt=0)]
 

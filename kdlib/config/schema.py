@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kdlib.config.suggest import _suggest
 from kdlib.distill.methods import METHODS
+from kdlib.distill.stage_plan import stage_epochs
 from kdlib.models.registry import MODELS, PRETRAINED
 
 
@@ -161,14 +162,6 @@ class Distill(Strict):
                     data = {**data, key: value}
         return data
 
-    def epochs_per_stage(self, epochs: int) -> list[int]:
-        """StableKD's e_0..e_n: as given, or floor(e / (n + 1)) for each stage and the rest for the last."""
-        if self.stage_epochs is not None:
-            return list(self.stage_epochs)
-        share = epochs // (self.recompositions + 1)
-        return [share] * self.recompositions + [epochs - share * self.recompositions]
-
-
 class Run(Strict):
     model: str
     dataset: str
@@ -244,9 +237,7 @@ class Run(Strict):
 
     def stage_epochs(self) -> list[int]:
         """Epochs of each training stage: a StableKD run's e_0..e_n (each stage a checkpoint), else all in one."""
-        if self.distill is not None and self.distill.method == "stablekd":
-            return self.distill.epochs_per_stage(self.epochs)
-        return [self.epochs]
+        return stage_epochs(self)
 
     @model_validator(mode="after")
     def _stablekd_stages(self):

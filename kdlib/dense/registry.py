@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from kdlib.config.dense import DENSE_ROLES
 from kdlib.errors import KDError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ SR_MODELS = {
 UNET = "kdlib.dense.edge_models:unet"
 # The VGG feature distance a distilled SR student learns from (takes weights, layer).
 PERCEPTUAL = "kdlib.dense.perceptual:VGGPerceptual"
-ROLES = ("teacher", "scratch", "kd")  # = kdlib.config.DENSE_ROLES
 
 
 def module_of(target: str) -> str:
@@ -60,8 +60,8 @@ def role_entries(exp: SRExperiment | EdgeExperiment, role: str) -> list[str]:
 
 def _nets(exp: SRExperiment | EdgeExperiment, role: str) -> list:
     """The networks a role builds: the teacher's; the student's; the student's and the teacher's (for `kd`)."""
-    if role not in ROLES:
-        raise KDError(f"unknown dense role '{role}' (known: {', '.join(ROLES)})")
+    if role not in DENSE_ROLES:
+        raise KDError(f"unknown dense role '{role}' (known: {', '.join(DENSE_ROLES)})")
     return {"teacher": [exp.teacher], "scratch": [exp.student], "kd": [exp.student, exp.teacher]}[role]
 
 

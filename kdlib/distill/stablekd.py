@@ -10,10 +10,8 @@ kd_mse (kdlib.distill.blockwise).
 """
 from __future__ import annotations
 
-from kdlib.distill.blockwise import Blockwise, fold_projectors, student_in_teacher_widths
+from kdlib.distill.blockwise import Blockwise
 from kdlib.errors import KDError
-
-__all__ = ["Method", "fold_projectors", "groups_at", "initial_groups", "recompose", "student_in_teacher_widths"]
 
 
 def initial_groups(num_stages: int, k: int) -> list[list[int]]:

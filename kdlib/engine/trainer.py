@@ -19,6 +19,7 @@ from kdlib.config import Params, ancestors
 from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import class_fraction, load_prepared, test_loader, train_loader
 from kdlib.distill.distiller import Distiller
+from kdlib.distill.stage_plan import stage_epochs
 from kdlib.engine import distributed
 from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.checkpoint_io import read_checkpoint
@@ -51,7 +52,7 @@ def fingerprint(params: Params, name: str, stage: int | None = None) -> str:
     files = [dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
     if run.teacher:
         files.append(teacher_checkpoint(params, name))
-    previous = len(run.stage_epochs()) - 1 if stage is None else stage
+    previous = len(stage_epochs(run)) - 1 if stage is None else stage
     if previous:
         files.append(stage_checkpoint(name, previous - 1))
     blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain,
@@ -109,7 +110,7 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     run = params.runs[name]
     rank, ranks, main = distributed.rank(), distributed.size(), distributed.is_main()
     share = rank_batch(params, name, ranks)
-    plan = run.stage_epochs()
+    plan = stage_epochs(run)
     stage = len(plan) - 1 if stage is None else stage
     if not 0 <= stage < len(plan):
         raise KDError(f"runs.{name}: has training stages 0 to {len(plan) - 1} (got stage {stage})")

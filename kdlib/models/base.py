@@ -8,7 +8,7 @@ from torch import nn
 
 
 class Residual(nn.Module):
-    """relu(body(x) + shortcut(x)). StableKD folds a projector into both branches, so it needs to know the shape."""
+    """relu(body(x) + shortcut(x)). Blockwise KD (kdlib.distill.blockwise) folds a projector into both branches."""
 
     def __init__(self, body: nn.Module, shortcut: nn.Module):
         super().__init__()
