@@ -33,7 +33,8 @@ def export_run(name: str, params: Params) -> dict:
     checkpoint = inference_checkpoint(name, run.block_type)
     model = load_model(checkpoint, run.model, files.num_classes)[0].eval()
     threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory() as scratch:
+    # Scratch beside the target, so the final rename never crosses file systems (a cluster node's /tmp).
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-", suffix=".tmp") as scratch:
         exported_path = Path(scratch) / "model.onnx"
         export_onnx(model, exported_path, shape)
         exported = session(exported_path, threads)
@@ -55,7 +56,8 @@ def export_run(name: str, params: Params) -> dict:
                   "onnx": {"file": "model.onnx", "bytes": exported_path.stat().st_size, "opset": opset(exported_path),
                            "input": INPUT, "output": OUTPUT, "dynamic_batch": True},
                   "parity": {k: v for k, v in check.items() if k != "passed"},
-                  "threads": threads, "latency_seconds": params.export.latency_seconds, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                  "threads": threads, "latency_seconds": params.export.latency_seconds, "torch": torch.__version__,
+                  "onnxruntime": onnxruntime.__version__,
                   "image_shape": list(shape),
                   "forms": {form: {"checkpoint": path.name, "checkpoint_bytes": path.stat().st_size,
                                    "onnx_bytes": onnx_path.stat().st_size, "params": count_parameters(model),
