@@ -22,16 +22,17 @@ $(BIN)/kdlib-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The wall time goes to results/pipeline_time.json (with the jobs run, from Snakemake's log) for the benchmarks.
+# The wall time goes to results/pipeline_time.json for the benchmarks, with the jobs run (from Snakemake's log) and
+# each stage kind's seconds and start-up share (from the stages' job log, KDLIB_JOB_LOG).
 pipeline: $(BIN)/kdlib-installed
-	@start=$$(date +%s); \
+	@start=$$(date +%s); jobs=.snakemake/kdlib-jobs.jsonl; mkdir -p .snakemake && rm -f $$jobs; \
 	$(BIN)/python -m kdlib.pipeline dvc && \
-	snakemake --cores all --resources gpu=1 && \
+	KDLIB_JOB_LOG="$(CURDIR)/$$jobs" snakemake --cores all --resources gpu=1 && \
 	log=$$(find .snakemake/log -name '*.snakemake.log' -newermt @$$start 2>/dev/null | sort | tail -1) && \
 	dvc commit --force --quiet && \
 	snakemake --touch --cores 1 --quiet && \
 	seconds=$$(( $$(date +%s) - start )) && \
-	$(BIN)/python benchmarks/workflow.py --record $$seconds $${log:+--log $$log} && \
+	$(BIN)/python benchmarks/workflow.py --record $$seconds $${log:+--log $$log} --jobs $$jobs && \
 	echo "default pipeline finished in $$seconds s; dvc.lock updated"
 
 bench: $(BIN)/kdlib-installed

@@ -4,7 +4,7 @@ import os
 import sys
 
 from kdlib.errors import KDError
-from kdlib.launch import processes
+from kdlib.launch import gpu_host, processes
 from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, stages
 
 PARAMS = config.get("params", DEFAULT_PARAMS)
@@ -17,9 +17,37 @@ try:
         raise KDError(f"stage_resources.{unknown[0]}: not a stage kind (known: {', '.join(STAGE_KINDS)})")
     # KDLIB_NPROC=N: every training job runs N processes under torchrun, one GPU each.
     TRAIN_GPUS = processes()
+    # On a GPU host, or where a cluster profile sets gpu_jobs (profiles/slurm/resources.yaml), a training job gets
+    # its GPU(s) and every core (data loading). Elsewhere every job gets one core and --cores of them run side by
+    # side: CPU training runs on one thread anyway (kdlib.engine.device.pin_training_threads).
+    GPU_JOBS = config.get("gpu_jobs", gpu_host())
+    if not isinstance(GPU_JOBS, bool):
+        raise KDError(f"gpu_jobs: expected true or false, got {GPU_JOBS!r}")
     STAGES = stages(PARAMS)
 except KDError as e:
     sys.exit(f"error: {e}")
+
+
+def waiting_on(stages):
+    """Per stage, how many stages read its outputs, directly or not: Snakemake starts the most awaited first, so
+    teachers (and their fusing) start before the runs nothing waits for."""
+    producer = {out: s.name for s in stages for out in s.outputs}
+    readers = {s.name: set() for s in stages}
+    for s in stages:
+        for dep in s.deps:
+            if dep in producer:
+                readers[producer[dep]].add(s.name)
+    below = {}
+
+    def downstream(name):
+        if name not in below:
+            below[name] = set(readers[name]).union(*map(downstream, readers[name]))
+        return below[name]
+
+    return {s.name: len(downstream(s.name)) for s in stages}
+
+
+WAITING = waiting_on(STAGES)
 
 
 # `snakemake --report report.html`: the tables stage's tables and figures in one self-contained page, with
@@ -63,10 +91,11 @@ for stage in STAGES:
             # Through params: a shell directive inside a loop would see only the last stage.
             cmd=stage.cmd(PARAMS),
         # Snakemake lowers a job's threads to --cores; workflow.cores would break `snakemake -n` without it.
-        threads: (os.cpu_count() or 1) if stage.all_cores else 1
+        threads: (os.cpu_count() or 1) if stage.all_cores and GPU_JOBS else 1
+        priority: WAITING[stage.name]
         resources:
             # Only where a GPU is wanted: executors (Kubernetes) treat any `gpu` key as a GPU job.
-            **({"gpu": TRAIN_GPUS if stage.kind == "train" else 1} if stage.gpu else {}),
+            **({"gpu": TRAIN_GPUS if stage.kind == "train" else 1} if stage.gpu and GPU_JOBS else {}),
             **REQUESTS.get(stage.kind, {}),
         shell:
             "{params.cmd}"

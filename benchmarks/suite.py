@@ -67,6 +67,16 @@ def markdown(results: dict) -> str:
         lines.append(f"- The pipeline's wall time as `make` recorded it ({pipeline['finished']}, {pipeline['cores']} "
                      f"cores): {pipeline['seconds']} s, running {pipeline['jobs_run']} of {pipeline['jobs_in_dag']} "
                      f"jobs; `snakemake -n` is {ratio:.2e} of it.")
+        if "by_kind" in pipeline:
+            rows = [{"stage kind": kind, "jobs": k["jobs"], "job seconds": k["seconds"],
+                     "start-up seconds": k["startup_seconds"], "start-up share": k["startup_seconds"] / k["seconds"]}
+                    for kind, k in pipeline["by_kind"].items()]
+            lines += ["", f"Job seconds by stage kind in that run (summed over jobs; on {pipeline['cores']} cores jobs "
+                      "run side by side). Start-up: from a job's process start to its first useful work (interpreter, "
+                      "imports, params validation).", "",
+                      tabulate(rows, headers="keys", tablefmt="github", floatfmt=("", "", ".1f", ".1f", ".2f")), "",
+                      f"Start-up share of all job seconds: {pipeline['startup_share']:.1%} "
+                      f"({pipeline['startup_seconds']:.0f} of {pipeline['job_seconds']:.0f} s)."]
     else:
         lines.append(f"- No pipeline wall time: `make` has not run here ({workflow.PIPELINE_RECORD} is missing).")
     return "\n".join(lines) + "\n"

@@ -2,7 +2,9 @@
 
 `snakemake -n` and `dvc status` on this workspace (after `make`, both should find nothing to do: the time a user
 waits to learn that), the median of a few calls; and the default pipeline's wall time as `make` recorded it in
-results/pipeline_time.json, with how many of the DAG's jobs that run executed.
+results/pipeline_time.json, with how many of the DAG's jobs that run executed and, from the stages' own log
+(kdlib.cli, KDLIB_JOB_LOG), the seconds per stage kind and the share of them spent starting up (the interpreter,
+imports and params validation before a job's first useful work).
 """
 from __future__ import annotations
 
@@ -45,13 +47,31 @@ def pipeline_record() -> dict | None:
     return json.loads(PIPELINE_RECORD.read_text()) if PIPELINE_RECORD.is_file() else None
 
 
-def record_pipeline(seconds: int, log: Path | None) -> dict:
-    """`make`'s record: its wall seconds and, from Snakemake's log of that run, how many of the jobs it executed
-    (`snakemake` with nothing to do writes no such line: 0 jobs)."""
+def by_kind(jobs_log: Path) -> dict:
+    """Per stage kind, from the stages' job log: jobs, their seconds summed, the start-up part of those seconds; and
+    the start-up share of all job seconds."""
+    kinds: dict[str, dict] = {}
+    for line in jobs_log.read_text().splitlines():
+        job = json.loads(line)
+        k = kinds.setdefault(job["kind"], {"jobs": 0, "seconds": 0.0, "startup_seconds": 0.0})
+        k["jobs"] += 1
+        k["seconds"] += job["total_s"]
+        k["startup_seconds"] += job["startup_s"]
+    total = sum(k["seconds"] for k in kinds.values())
+    startup = sum(k["startup_seconds"] for k in kinds.values())
+    return {"by_kind": {name: {key: round(v, 1) for key, v in k.items()} for name, k in sorted(kinds.items())},
+            "job_seconds": round(total, 1), "startup_seconds": round(startup, 1),
+            "startup_share": round(startup / total, 3) if total else None}
+
+
+def record_pipeline(seconds: int, log: Path | None, jobs_log: Path | None = None) -> dict:
+    """`make`'s record: its wall seconds, from Snakemake's log of that run how many of the jobs it executed
+    (`snakemake` with nothing to do writes no such line: 0 jobs), and the seconds per stage kind (`by_kind`)."""
     steps = re.findall(r"(\d+) of (\d+) steps", log.read_text()) if log else []
     done, total = map(int, steps[-1]) if steps else (0, None)
     record = {"seconds": seconds, "jobs_run": done, "jobs_in_dag": total, "cores": os.cpu_count(),
-              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              **(by_kind(jobs_log) if jobs_log and jobs_log.is_file() else {})}
     PIPELINE_RECORD.parent.mkdir(parents=True, exist_ok=True)
     PIPELINE_RECORD.write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -63,9 +83,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--record", type=int, metavar="SECONDS", help="(make) record the pipeline's wall time")
     parser.add_argument("--log", type=Path, help="with --record: Snakemake's log of that run")
+    parser.add_argument("--jobs", type=Path, help="with --record: the stages' job log of that run (KDLIB_JOB_LOG)")
     args = parser.parse_args()
     if args.record is not None:
-        print(f"recorded in {PIPELINE_RECORD}: {record_pipeline(args.record, args.log)}")
+        print(f"recorded in {PIPELINE_RECORD}: {record_pipeline(args.record, args.log, args.jobs)}")
         return
     print(json.dumps({"dry_runs": dry_runs(args.params, args.repeats), "pipeline": pipeline_record()}, indent=2))
 

@@ -1,9 +1,14 @@
-"""What every stage script shares: argument parsing, logging, and turning KDError into one line + exit 2."""
+"""What every stage script shares: argument parsing, logging, turning KDError into one line + exit 2, and, when
+KDLIB_JOB_LOG names a file (`make` sets it), one line there per finished job: its start-up and total seconds."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 
 from kdlib.config import Params, load_params
 from kdlib.errors import KDError
@@ -25,11 +30,33 @@ def stage_main(description: str, body, takes_name: bool = True, takes_stage: boo
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
     try:
         params = load_params(args.params)
+        startup, started = _process_age(), time.perf_counter()
         body(params, args.name if takes_name else None, *((args.role,) if roles else ()),
              *((args.stage,) if takes_stage else ()))
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if os.environ.get(JOB_LOG) and startup is not None:
+        job = " ".join(str(a) for a in (args.name if takes_name else None, getattr(args, "role", None),
+                                         getattr(args, "stage", None)) if a is not None)
+        record = {"kind": Path(sys.argv[0]).stem, "job": job, "startup_s": round(startup, 3),
+                  "total_s": round(startup + time.perf_counter() - started, 3)}
+        with open(os.environ[JOB_LOG], "a", encoding="utf-8") as log:  # one short append: whole lines, any order
+            log.write(json.dumps(record) + "\n")
+
+
+JOB_LOG = "KDLIB_JOB_LOG"
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux, from /proc): the interpreter, the imports and params validation
+    before a stage's first useful work. None where /proc is missing."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def require(params: Params, section: str, name: str) -> None:

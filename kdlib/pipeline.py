@@ -58,8 +58,9 @@ class Stage:
     tables: dict[str, list[str]] = field(default_factory=dict)  # name-table file -> the entries the stage uses
     values: str = ""  # the resolved values of those keys and entries, for Snakemake's params trigger
     gpu: bool = False
-    # Snakemake caps a job's threads (OMP_NUM_THREADS) at its declared count, 1 by default: training gets
-    # every core, and fusing runs alone so the latencies it measures are undisturbed.
+    # Snakemake caps a job's threads (OMP_NUM_THREADS) at its declared count, 1 by default. On a GPU host or a
+    # cluster, training gets every core and fusing and exporting run alone, their latencies undisturbed; a local
+    # run without a GPU gives every job one core (Snakefile).
     all_cores: bool = False
 
     def cmd(self, params_file: str) -> str:
@@ -302,23 +303,19 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
             out.append(Stage(f"fuse_{name}", "stages/fuse.py", name,
                              deps_list(["stages/fuse.py"], test_data, [str(folder / "model.pt")],
                                        sorted(set(code_deps("stages/fuse.py") + model_code))),
-                             outs=[str(folder / "deploy.pt")], metrics=[str(folder / "fuse.json")],
-                             params=keys, tables=tables, values=values, all_cores=True))
+                             outs=[str(folder / "deploy.pt")], metrics=[str(folder / "fuse.json")], all_cores=True))
         out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
                          deps_list(["stages/evaluate.py"], test_data, checkpoint,
                                    sorted(set(code_deps("stages/evaluate.py") + model_code))),
-                         metrics=[str(folder / "eval.json")], params=keys, tables=tables, values=values))
-        export_tables = _tables({path: set(keys) for path, keys in tables.items()},
-                                _defaults_taken(params.export, [raw.get("export") or {}]))
-        # Like fusing, exporting runs alone: the latencies it measures are undisturbed.
+                         metrics=[str(folder / "eval.json")]))
+        export_tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
         out.append(Stage(f"export_{name}", "stages/export.py", name,
                          deps_list(["stages/export.py"], test_data, checkpoint,
                                    [str(folder / "model.pt")] if run.block_type == "acb" else [],
                                    sorted(set(code_deps("stages/export.py") + model_code))),
                          outs=[str(folder / "model.onnx")], metrics=[str(folder / "export.json")],
-                         params=keys + (["export"] if "export" in raw else []), tables=export_tables,
-                         values=_values({"run": json.loads(values), "export": params.export.model_dump()},
-                                        export_tables),
+                         params=["export"] if "export" in raw else [], tables=export_tables,
+                         values=_values({"export": params.export.model_dump()}, export_tables),
                          all_cores=True))
     out += _dense_stages(params, raw)
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "export",
@@ -382,7 +379,11 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
 def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
     def entry(stage: Stage) -> dict:
         d = {"cmd": stage.cmd(params_file), "deps": stage.deps}
-        d["params"] = [{params_file: stage.params}, *({path: keys} for path, keys in stage.tables.items())]
+        # DVC reads an empty key list as "every key of the file": a file without keys is left out.
+        params = [{params_file: stage.params}] if stage.params else []
+        params += [{path: keys} for path, keys in stage.tables.items() if keys]
+        if params:
+            d["params"] = params
         for kind in ("outs", "metrics", "plots"):
             paths = getattr(stage, kind)
             if paths:
@@ -404,8 +405,9 @@ class _PlainDumper(yaml.SafeDumper):
 def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
     header = ("# Generated from params.yaml by `python -m kdlib.pipeline dvc`; do not edit.\n"
               "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py). A stage's deps\n"
-              "# are its script, its data, its teacher's checkpoint, then the kdlib code it runs; its params are\n"
-              "# the params.yaml keys of its run and of every run upstream, and the table entries they resolve to.\n")
+              "# are its script, its data, its teacher's checkpoint, then the kdlib code it runs; a training stage's\n"
+              "# params are the params.yaml keys of its run and of every run upstream, and the table entries they\n"
+              "# resolve to (fusing, evaluating and exporting read the checkpoint, which reflects them).\n")
     return header + yaml.dump(dvc_yaml(params_file), Dumper=_PlainDumper, sort_keys=False, width=120,
                               default_flow_style=None)
 

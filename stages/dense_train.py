@@ -2,12 +2,14 @@
 from kdlib.cli import require, stage_main
 from kdlib.config import DENSE_ROLES
 from kdlib.dense.train import train
-from kdlib.engine.device import pick_device
+from kdlib.engine.device import pick_device, pin_training_threads
 
 
 def main(params, name, role):
     require(params, "dense", name)
-    metrics = train(params, name, role, pick_device())
+    device = pick_device()
+    pin_training_threads(device)
+    metrics = train(params, name, role, device)
     print(f"dense {name} {role}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["final"].items()))
 
 

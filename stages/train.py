@@ -4,7 +4,7 @@ import sys
 
 from kdlib.cli import require, stage_main
 from kdlib.engine import distributed
-from kdlib.engine.device import pick_device
+from kdlib.engine.device import pick_device, pin_training_threads
 from kdlib.engine.trainer import rank_batch, train
 from kdlib.launch import processes, relaunch_under_torchrun
 
@@ -14,6 +14,7 @@ def main(params, name, stage):
     rank_batch(params, name, processes())
     relaunch_under_torchrun(sys.argv)  # after the checks, so that bad input fails once, not once per process
     device = distributed.start(pick_device())
+    pin_training_threads(device)
     try:
         result, main = train(name, params, device, stage), distributed.is_main()
     finally:

@@ -71,6 +71,13 @@ def descendants(direct: set[str], params: Path = TINY) -> set[str]:
     return found
 
 
+def by_params(planned: set[str]) -> set[str]:
+    """Of the stages Snakemake plans after a params edit, those `dvc status` names: fusing, evaluating and exporting
+    read a run's checkpoint, not its recipe, so DVC re-runs them once the checkpoint changes (Snakemake plans them
+    at once, as its inputs will change)."""
+    return {s for s in planned if not s.startswith(("fuse_", "evaluate_", "export_"))}
+
+
 def to_rerun(ws: Path) -> tuple[set[str], set[str]]:
     """The stages `snakemake -n` plans and those `dvc status` names."""
     snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}

@@ -1,6 +1,7 @@
 """The benchmark suite runs on a finished workspace and writes its figures; it asserts no speed (README)."""
 import json
 import sys
+import time
 
 from tests.conftest import REPO, run
 
@@ -37,3 +38,28 @@ def test_make_records_the_pipeline_and_the_jobs_it_ran(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results/pipeline_time.json").read_text()) == record == workflow.pipeline_record()
     assert (record["seconds"], record["jobs_run"], record["jobs_in_dag"]) == (412, 65, 66)
     assert workflow.record_pipeline(3, None)["jobs_run"] == 0  # nothing to do: Snakemake wrote no log
+
+
+def test_a_job_logs_its_start_up_and_total_seconds(tmp_path, monkeypatch):
+    from kdlib.cli import JOB_LOG, stage_main
+    log = tmp_path / "jobs.jsonl"
+    monkeypatch.setenv(JOB_LOG, str(log))
+    monkeypatch.setattr(sys, "argv", ["stages/probe.py", "teacher", "--params", str(REPO / "configs/tiny.yaml")])
+    stage_main("probe", lambda params, name: time.sleep(0.2))
+    stage_main("probe", lambda params, name: None)
+    first, second = (json.loads(line) for line in log.read_text().splitlines())
+    assert (first["kind"], first["job"]) == ("probe", "teacher")
+    assert 0 < first["startup_s"] and first["total_s"] - first["startup_s"] > 0.19 > second["total_s"] - second["startup_s"]
+
+
+def test_seconds_by_stage_kind_add_up_the_job_log(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "jobs.jsonl"
+    log.write_text("".join(json.dumps(j) + "\n" for j in [
+        {"kind": "train", "job": "a", "startup_s": 4.0, "total_s": 20.0},
+        {"kind": "train", "job": "b", "startup_s": 3.0, "total_s": 10.0},
+        {"kind": "evaluate", "job": "a", "startup_s": 2.5, "total_s": 3.0}]))
+    record = workflow.record_pipeline(30, None, log)
+    assert record["by_kind"] == {"evaluate": {"jobs": 1, "seconds": 3.0, "startup_seconds": 2.5},
+                                 "train": {"jobs": 2, "seconds": 30.0, "startup_seconds": 7.0}}
+    assert (record["job_seconds"], record["startup_seconds"], record["startup_share"]) == (33.0, 9.5, round(9.5 / 33, 3))

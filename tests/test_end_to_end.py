@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 import yaml
 
-from tests.conftest import DVC, SNAKEMAKE, run
+from tests.conftest import DVC, SNAKEMAKE, by_params, run
 
 SEED003 = ("s3_kd", "s3_at", "s3_dkd", "s3_kd_mse", "s3_stablekd_0", "s3_stablekd", "s3_kd_half", "s3_stablekd_half")
 
@@ -131,15 +131,17 @@ def test_default_edit_spares_runs_that_override_it(finished):
                 for stage in ("train", "evaluate", "export")}
     expected |= {"train_student_acb", "fuse_student_acb", "evaluate_student_acb", "export_student_acb", "tables"}
     # The teacher sets its own epochs, the two StableKD runs theirs stage by stage.
-    assert snake == expected and dvc == expected
+    assert snake == expected and dvc == by_params(expected)
 
 
 def test_stage_edit_reruns_that_stablekd_stage_and_the_later_ones_only(finished):
     snake, dvc = edited(finished, lambda raw: raw["runs"]["s3_stablekd"]["distill"].update(stage_epochs=[1, 3]))
-    assert snake == dvc == {"train_s3_stablekd", "evaluate_s3_stablekd", "export_s3_stablekd", "tables"}  # stage 0 kept
+    assert snake == {"train_s3_stablekd", "evaluate_s3_stablekd", "export_s3_stablekd", "tables"}  # stage 0 kept
+    assert dvc == by_params(snake)
     snake, dvc = edited(finished, lambda raw: raw["runs"]["s3_stablekd"]["distill"].update(stage_epochs=[2, 1]))
-    assert snake == dvc == {"train_s3_stablekd_stage0", "train_s3_stablekd", "evaluate_s3_stablekd",
-                            "export_s3_stablekd", "tables"}
+    assert snake == {"train_s3_stablekd_stage0", "train_s3_stablekd", "evaluate_s3_stablekd", "export_s3_stablekd",
+                     "tables"}
+    assert dvc == by_params(snake)
 
 
 def test_seed003_tables_hold_the_computed_metrics(finished):
@@ -168,7 +170,7 @@ def test_seed003_tables_hold_the_computed_metrics(finished):
 
 def test_distill_edit_spares_the_scratch_baseline(finished):
     snake, dvc = edited(finished, lambda raw: raw["runs"]["gen3"].update(distill={"alpha": 0.5}))
-    assert snake == dvc == {"train_gen3", "evaluate_gen3", "export_gen3", "tables"}
+    assert snake == {"train_gen3", "evaluate_gen3", "export_gen3", "tables"} and dvc == by_params(snake)
 
 
 def test_seed001_and_seed002_tables_hold_the_computed_metrics(finished):
@@ -207,7 +209,7 @@ def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
                 "train_s3_stablekd_stage0", "train_s3_stablekd_half_stage0"}
     expected |= {f"{stage}_{run}" for run in ("student_kd", "student_kd_feature", "student_kd_v2_s0", "student_kd_v2_s1",
                                               "gen3", *SEED003) for stage in ("train", "evaluate", "export")}
-    assert snake == expected and dvc == expected
+    assert snake == expected and dvc == by_params(expected)
     assert single == {"train_teacher"}
     assert "train_teacher:" in dvc_single and "evaluate_teacher" not in dvc_single
     assert "Nothing to be done" in run([SNAKEMAKE, "-n"], finished).stdout

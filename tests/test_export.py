@@ -64,6 +64,13 @@ def test_every_family_exports_with_parity(name, width, tmp_path):
     exported(trained_looking(build_model(name, 10, width)), tmp_path)
 
 
+def test_what_the_tracer_cannot_take_goes_through_torch_export(tmp_path, capfd):
+    # LeNet on 16x16 images (the tiny profile's digits): its adaptive pool upsamples 1x1 maps to 5x5, which the
+    # TorchScript tracer refuses.
+    exported(trained_looking(build_model("lenet5bn", 10, 0.5)), tmp_path, shape=(3, 16, 16))
+    assert "Torch IR graph" not in capfd.readouterr().out  # the tracer's dump on giving up stays out of the log
+
+
 def test_a_fused_acb_model_exports_as_the_plain_network(tmp_path):
     model = to_deploy(trained_looking(build_model("cifar_quick", 10, 0.5, "acb")))
     path = exported(model, tmp_path)
@@ -149,7 +156,8 @@ def test_every_run_is_exported_and_onnxruntime_scores_what_evaluate_scored(finis
             json.loads((folder / "metrics.json").read_text())["params"]
         assert deployed["params"] == inference
         assert deployed["checkpoint_bytes"] == (folder / ("deploy.pt" if acb else "model.pt")).stat().st_size
-        assert ("unfused" in report["forms"]) == acb and report["threads"] == 2
+        assert ("unfused" in report["forms"]) == acb
+        assert report["threads"] == 1  # a local run without a GPU gives every job one core
         for form in report["forms"].values():
             assert set(form["latency_ms"]) == {"batch_1", "batch_64"}
             assert all(ms > 0 for batch in form["latency_ms"].values() for ms in batch.values())
@@ -157,7 +165,7 @@ def test_every_run_is_exported_and_onnxruntime_scores_what_evaluate_scored(finis
 
 def test_the_efficiency_table_holds_the_exports(finished):
     text = (finished / "results/tables/efficiency.md").read_text()
-    assert "CPU, 2 threads for PyTorch" in text and "(0.2 s per batch size)" in text and "ONNX opset 18" in text
+    assert "CPU, 1 thread for PyTorch" in text and "(0.2 s per batch size)" in text and "ONNX opset 18" in text
     deployed, fusion = markdown_tables(finished / "results/tables/efficiency.md")
     params = load_params(finished / "params.yaml")
     assert list(deployed) == list(params.written)

@@ -1,12 +1,15 @@
 """Checks of a dense experiment that params validation cannot make without the networks: SR model names and
 their arguments, photo names. Not result code: it only refuses bad params, so no stage's result depends on it.
-Network modules are imported by string, inside the checks, through the registry."""
+It reads the network modules' source instead of importing them (torch): the DAG builder runs these checks on
+every `snakemake -n`."""
 from __future__ import annotations
 
-import inspect
+import ast
+import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdlib.dense.registry import SR_MODELS, resolve
+from kdlib.dense.registry import SR_MODELS
 from kdlib.errors import KDError
 
 if TYPE_CHECKING:
@@ -24,14 +27,14 @@ def problems(name: str, exp: SRExperiment | EdgeExperiment) -> list[str]:
         if net.model not in SR_MODELS:
             out.append(f"{key}.model: unknown super-resolution model '{net.model}' (known: {', '.join(SR_MODELS)})")
             continue
-        takes = [p for p in inspect.signature(resolve(SR_MODELS[net.model])).parameters if p != "scale"]
+        takes = [p for p in _keyword_args(SR_MODELS[net.model]) if p != "scale"]
         out += [f"{key}.args.{arg}: '{net.model}' takes no argument '{arg}' (it takes: {', '.join(takes)})"
                 for arg in net.args if arg not in takes]
     if exp.data.source == "photos":
-        from kdlib.data.sources import PHOTOS  # imports torch (and kdlib.config): only for photo experiments
+        known = _literal("kdlib.data.sources", "PHOTOS")
         for key in ("train_images", "eval_images"):
-            out += [f"dense.{name}.data.{key}: unknown photo '{p}' (known: {', '.join(PHOTOS)})"
-                    for p in getattr(exp.data, key) if p not in PHOTOS]
+            out += [f"dense.{name}.data.{key}: unknown photo '{p}' (known: {', '.join(known)})"
+                    for p in getattr(exp.data, key) if p not in known]
     return out
 
 
@@ -39,3 +42,23 @@ def check(name: str, exp: SRExperiment | EdgeExperiment) -> None:
     found = problems(name, exp)
     if found:
         raise KDError(found[0] if len(found) == 1 else "\n  " + "\n  ".join(found))
+
+
+def _module_tree(module: str) -> ast.Module:
+    return ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
+
+
+def _keyword_args(target: str) -> list[str]:
+    """The arguments of the class "module:Name"'s __init__ (or of the function), read from its source."""
+    module, _, name = target.partition(":")
+    node = next(n for n in _module_tree(module).body if getattr(n, "name", None) == name)
+    if isinstance(node, ast.ClassDef):
+        node = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    a = node.args
+    return [arg.arg for arg in a.posonlyargs + a.args + a.kwonlyargs if arg.arg != "self"]
+
+
+def _literal(module: str, name: str):
+    """The value of a module-level `name = <literal>` in `module`, read from its source."""
+    return next(ast.literal_eval(n.value) for n in _module_tree(module).body
+                if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets))

@@ -9,3 +9,12 @@ def pick_device() -> torch.device:
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pin_training_threads(device: torch.device) -> None:
+    """On the CPU, train on one intra-op thread. Float reductions split over threads round differently, and
+    training amplifies that (the demo's cifar_quick ended at 29.6 % on one thread, 24.0 % on two): one thread
+    makes a run's result independent of the host's core count and of the tool that launched it. A CPU host runs
+    its jobs side by side instead (the Snakefile gives each one core)."""
+    if device.type == "cpu":
+        torch.set_num_threads(1)

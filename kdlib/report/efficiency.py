@@ -22,7 +22,7 @@ def efficiency_table(params: Params, res: Results) -> str:
     """Both tables, under the conditions every latency was measured in (first seed of each written run)."""
     first = res.first(next(iter(params.written)))["export"]
     batches = [k.split("_")[1] for k in first["forms"]["deployed"]["latency_ms"]]
-    conditions = (f"CPU, {first['threads']} threads for PyTorch {first['torch']} (eager) and onnxruntime "
+    conditions = (f"CPU, {first['threads']} thread{'s' if first['threads'] > 1 else ''} for PyTorch {first['torch']} (eager) and onnxruntime "
                   f"{first['onnxruntime']} (intra-op), batches of {'x'.join(map(str, first['image_shape']))} images; "
                   f"ms per batch, the median over alternating blocks of 5 calls ({first['latency_seconds']:g} s per batch "
                   f"size), a warm-up call before each block not timed. ONNX opset {first['onnx']['opset']}, dynamic "
