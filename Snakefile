@@ -5,7 +5,7 @@ import sys
 
 from kdlib.errors import KDError
 from kdlib.launch import gpu_host, processes
-from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, stages
+from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, downstream, stages
 
 PARAMS = config.get("params", DEFAULT_PARAMS)
 # Cluster requests per stage kind (runtime in minutes, mem_mb, ...), from a cluster profile's configfile
@@ -28,26 +28,8 @@ except KDError as e:
     sys.exit(f"error: {e}")
 
 
-def waiting_on(stages):
-    """Per stage, how many stages read its outputs, directly or not: Snakemake starts the most awaited first, so
-    teachers (and their fusing) start before the runs nothing waits for."""
-    producer = {out: s.name for s in stages for out in s.outputs}
-    readers = {s.name: set() for s in stages}
-    for s in stages:
-        for dep in s.deps:
-            if dep in producer:
-                readers[producer[dep]].add(s.name)
-    below = {}
-
-    def downstream(name):
-        if name not in below:
-            below[name] = set(readers[name]).union(*map(downstream, readers[name]))
-        return below[name]
-
-    return {s.name: len(downstream(s.name)) for s in stages}
-
-
-WAITING = waiting_on(STAGES)
+# Snakemake starts the most awaited jobs first: teachers (and their fusing) before the runs nothing waits for.
+WAITING = {name: len(readers) for name, readers in downstream(STAGES).items()}
 
 
 # `snakemake --report report.html`: the tables stage's tables and figures in one self-contained page, with

@@ -13,6 +13,8 @@ from pathlib import Path
 from kdlib.config import Params, load_params
 from kdlib.errors import KDError
 
+JOB_LOG = "KDLIB_JOB_LOG"
+
 
 def stage_main(description: str, body, takes_name: bool = True, takes_stage: bool = False,
                roles: tuple[str, ...] | None = None) -> None:
@@ -28,24 +30,19 @@ def stage_main(description: str, body, takes_name: bool = True, takes_stage: boo
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    job = [args.name if takes_name else None, *((args.role,) if roles else ()), *((args.stage,) if takes_stage else ())]
     try:
         params = load_params(args.params)
         startup, started = _process_age(), time.perf_counter()
-        body(params, args.name if takes_name else None, *((args.role,) if roles else ()),
-             *((args.stage,) if takes_stage else ()))
+        body(params, *job)
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if os.environ.get(JOB_LOG) and startup is not None:
-        job = " ".join(str(a) for a in (args.name if takes_name else None, getattr(args, "role", None),
-                                         getattr(args, "stage", None)) if a is not None)
-        record = {"kind": Path(sys.argv[0]).stem, "job": job, "startup_s": round(startup, 3),
-                  "total_s": round(startup + time.perf_counter() - started, 3)}
+        record = {"kind": Path(sys.argv[0]).stem, "job": " ".join(str(a) for a in job if a is not None),
+                  "startup_s": round(startup, 3), "total_s": round(startup + time.perf_counter() - started, 3)}
         with open(os.environ[JOB_LOG], "a", encoding="utf-8") as log:  # one short append: whole lines, any order
             log.write(json.dumps(record) + "\n")
-
-
-JOB_LOG = "KDLIB_JOB_LOG"
 
 
 def _process_age() -> float | None:

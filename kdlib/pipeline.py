@@ -376,6 +376,24 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
     return out
 
 
+def downstream(stages: list[Stage]) -> dict[str, set[str]]:
+    """Per stage, every stage that reads its outputs, directly or not."""
+    producer = {out: s.name for s in stages for out in s.outputs}
+    readers: dict[str, set[str]] = {s.name: set() for s in stages}
+    for s in stages:
+        for dep in s.deps:
+            if dep in producer:
+                readers[producer[dep]].add(s.name)
+    found: dict[str, set[str]] = {}
+
+    def below(name: str) -> set[str]:
+        if name not in found:
+            found[name] = set(readers[name]).union(*map(below, readers[name]))
+        return found[name]
+
+    return {s.name: below(s.name) for s in stages}
+
+
 def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
     def entry(stage: Stage) -> dict:
         d = {"cmd": stage.cmd(params_file), "deps": stage.deps}

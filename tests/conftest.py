@@ -58,17 +58,9 @@ def finished(tmp_path_factory) -> Path:
 
 def descendants(direct: set[str], params: Path = TINY) -> set[str]:
     """`direct` and every stage of the profile that reads, directly or not, what they write."""
-    from kdlib.pipeline import stages
-    all_stages = stages(str(params))
-    producer = {out: s.name for s in all_stages for out in s.outputs}
-    found, todo = set(direct), list(direct)
-    while todo:
-        name = todo.pop()
-        for s in all_stages:
-            if s.name not in found and any(producer.get(d) == name for d in s.deps):
-                found.add(s.name)
-                todo.append(s.name)
-    return found
+    from kdlib.pipeline import downstream, stages
+    below = downstream(stages(str(params)))
+    return set(direct).union(*(below[name] for name in direct))
 
 
 def by_params(planned: set[str]) -> set[str]:
