@@ -31,27 +31,29 @@ def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, ...]) -> N
     model = model.cpu().eval()
     example = torch.zeros(2, *image_shape)  # batch 2: torch.export specializes a dimension of size 1
     try:
-        try:
-            with warnings.catch_warnings(), _native_stdout_silenced():
-                warnings.simplefilter("ignore")  # the tracer's deprecation and tracing notes
-                torch.onnx.export(model, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
-                                  opset_version=OPSET, dynamo=False,
-                                  dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-        except Exception:
-            _export_through_torch_export(model, example, path)
+        with warnings.catch_warnings(), _native_stdout_silenced():
+            warnings.simplefilter("ignore")  # the tracer's deprecation and tracing notes
+            torch.onnx.export(model, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
+                              opset_version=OPSET, dynamo=False, dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    except Exception:
+        _export_through_torch_export(model, example, path)
+    try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
-        raise KDError(f"{path}: ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise KDError(f"{path}: ONNX export failed ({_first_line(e)})") from None
 
 
 def _export_through_torch_export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     for chatty in ("onnxscript", "onnx_ir"):  # the exporter's optimizer logs every pass at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
-        torch.onnx.export(model, (example,), path, input_names=[INPUT], output_names=[OUTPUT],
-                          opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+            torch.onnx.export(model, (example,), path, input_names=[INPUT], output_names=[OUTPUT],
+                              opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as e:
+        raise KDError(f"{path}: ONNX export failed ({_first_line(e)})") from None
 
 
 @contextlib.contextmanager
@@ -66,6 +68,10 @@ def _native_stdout_silenced():
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def opset(path: Path) -> int:
