@@ -7,7 +7,7 @@ from kdlib.errors import KDError
 from kdlib.launch import gpu_host, processes
 from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, downstream, stages
 
-PARAMS = config.get("params", DEFAULT_PARAMS)
+PARAMS = str(config.get("params", DEFAULT_PARAMS))  # --config params=123 reads as a number
 # Cluster requests per stage kind (runtime in minutes, mem_mb, ...), from a cluster profile's configfile
 # (profiles/slurm/resources.yaml); a local run needs none.
 REQUESTS = config.get("stage_resources") or {}

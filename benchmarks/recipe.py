@@ -23,12 +23,11 @@ from kdlib.data.mixing import batch_mixer
 from kdlib.data.prepared import load_prepared, train_loader
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.methods import with_flag
-from kdlib.engine.checkpoint import load_model
-from kdlib.engine.trainer import teacher_checkpoint
+from kdlib.engine.checkpoint import inference_model
 from kdlib.models.build import build_model
 from kdlib.paths import dataset_dir
 
-FULL = Augment(crop_padding=4, hflip=True, autoaugment=True, random_erasing=RandomErasing(p=0.25, scale=(0.02, 0.2)))
+FULL = Augment(crop_padding=4, hflip=True, autoaugment=True, random_erasing=RandomErasing(p=0.25, scale=[0.02, 0.2]))
 OFF = Augment(crop_padding=0, hflip=False)
 HARD_LABELS = with_flag("needs_class_indices")  # losses that need each image's class, not a mixed label
 
@@ -57,7 +56,7 @@ def throughput(params, name: str, augment: Augment, mix: Mix | None, batches: in
     and batch mixing: the loader alone, then whole training steps fed by it."""
     run = params.runs[name]
     files = load_prepared(dataset_dir(run.dataset))
-    teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
+    teacher = inference_model(params, run.teacher, files.num_classes)
     student = build_model(run.model, files.num_classes, run.width, run.block_type)
     distiller = Distiller(student, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).train()
     optimizer = torch.optim.SGD(distiller.parameters(), lr=1e-3, momentum=0.9)

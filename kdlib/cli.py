@@ -38,6 +38,14 @@ def stage_main(description: str, body, takes_name: bool = True, takes_stage: boo
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a read-only folder, a full disk, a name too long: which file, and why
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print(f"error: out of memory running {Path(sys.argv[0]).name} {' '.join(str(a) for a in job if a is not None)}; reduce the batch "
+              "sizes (or latency_batches) in the params file", file=sys.stderr)
+        sys.exit(2)
     if os.environ.get(JOB_LOG) and startup is not None:
         record = {"kind": Path(sys.argv[0]).stem, "job": " ".join(str(a) for a in job if a is not None),
                   "startup_s": round(startup, 3), "total_s": round(startup + time.perf_counter() - started, 3)}

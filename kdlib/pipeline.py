@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import shlex
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -64,8 +65,11 @@ class Stage:
     all_cores: bool = False
 
     def cmd(self, params_file: str) -> str:
-        extra = "" if params_file == DEFAULT_PARAMS else f" --params {params_file}"
-        return f"python {self.script}{' ' + self.arg if self.arg else ''}{extra}"
+        """The stage's command line, every argument quoted: Snakemake and DVC run it through a shell, and the params
+        path is the user's."""
+        extra = [] if params_file == DEFAULT_PARAMS else ["--params", params_file]
+        return shlex.join(["python", self.script, *self.arg.split(), *extra] if self.arg else
+                          ["python", self.script, *extra])
 
     @property
     def kind(self) -> str:
@@ -402,12 +406,15 @@ def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
         params += [{path: keys} for path, keys in stage.tables.items() if keys]
         if params:
             d["params"] = params
+        # persist: DVC leaves the outputs in place while the stage runs (it would delete them first), so a stage
+        # that fails (a params typo, a full disk) keeps the last good results; stages write atomically at the end.
         for kind in ("outs", "metrics", "plots"):
             paths = getattr(stage, kind)
             if paths:
-                d[kind] = paths if kind == "outs" else [{p: {"cache": False}} for p in paths]
+                d[kind] = [{p: {"persist": True} if kind == "outs" else {"cache": False, "persist": True}}
+                           for p in paths]
         if stage.reports:
-            d.setdefault("outs", []).extend({p: {"cache": False}} for p in stage.reports)
+            d.setdefault("outs", []).extend({p: {"cache": False, "persist": True}} for p in stage.reports)
         return d
 
     return {"stages": {s.name: entry(s) for s in stages(params_file)}}

@@ -4,7 +4,7 @@ import json
 from kdlib.cli import require, stage_main
 from kdlib.data.prepared import load_prepared, test_loader
 from kdlib.atomic import atomic_write_text
-from kdlib.engine.checkpoint import load_model
+from kdlib.engine.checkpoint import inference_model
 from kdlib.engine.device import pick_device
 from kdlib.engine.evaluate import evaluate, top3_samples
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
@@ -16,7 +16,7 @@ def main(params, name):
     files = load_prepared(dataset_dir(run.dataset))
     device = pick_device()
     checkpoint = inference_checkpoint(name, run.block_type)
-    model, _ = load_model(checkpoint, run.model, files.num_classes)
+    model = inference_model(params, name, files.num_classes)
     result = evaluate(model.to(device), test_loader(files, run.batch_size), device)
     hits = result["predictions"] == result["labels"]
     per_class = {c: 100.0 * hits[result["labels"] == i].float().mean().item() for i, c in enumerate(files.meta["classes"])}

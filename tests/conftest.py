@@ -34,15 +34,30 @@ def make_workspace(path: Path, params: Path = TINY) -> Path:
     return path
 
 
+def _env(cwd: Path, env: dict | None) -> dict:
+    """A clean environment for a command in `cwd` (`env` adds to it or overrides it)."""
+    return {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(cwd), "HOME": str(cwd), "KDLIB_DEVICE": "cpu",
+            "OMP_NUM_THREADS": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t"} | (env or {})
+
+
+def run_all(cmds: list[list[str]], cwd: Path, check: bool = True,
+            env: dict | None = None) -> list[subprocess.CompletedProcess]:
+    """Commands that only read the workspace, run side by side (each tool's dry run is mostly its own start-up)."""
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=_env(cwd, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for cmd in cmds]
+    done = [subprocess.CompletedProcess(cmd, 0, *proc.communicate()) for cmd, proc in zip(cmds, procs)]
+    for out, proc in zip(done, procs):
+        out.returncode = proc.returncode
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(out.args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n"
+                                 f"{out.stderr[-3000:]}")
+    return done
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """`cmd` in `cwd` with a clean environment (`env` adds to it or overrides it)."""
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(cwd), "HOME": str(cwd), "KDLIB_DEVICE": "cpu",
-           "OMP_NUM_THREADS": "2", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"} | (env or {})
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
+    return run_all([cmd], cwd, check, env)[0]
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +87,16 @@ def by_params(planned: set[str]) -> set[str]:
 
 def to_rerun(ws: Path) -> tuple[set[str], set[str]]:
     """The stages `snakemake -n` plans and those `dvc status` names."""
-    snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}
-    dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
-    return snake, dvc
+    snake, dvc = run_all([[SNAKEMAKE, "-n"], [DVC, "status"]], ws)
+    return (set(re.findall(r"^rule (\w+):", snake.stdout, re.M)) - {"all"},
+            set(re.findall(r"^(\w+):$", dvc.stdout, re.M)))
+
+
+def assert_up_to_date(ws: Path) -> None:
+    """Both tools find nothing to do."""
+    snake, dvc = run_all([[SNAKEMAKE, "-n"], [DVC, "status"]], ws)
+    assert "Nothing to be done" in snake.stdout, snake.stdout[-3000:]
+    assert "Data and pipelines are up to date" in dvc.stdout, dvc.stdout[-3000:]
 
 
 def edited_file(ws: Path, path: str, edit) -> tuple[set[str], set[str]]:
@@ -89,3 +111,4 @@ def edited_file(ws: Path, path: str, edit) -> tuple[set[str], set[str]]:
     finally:
         file.write_text(original)
         os.utime(file, ns=(times.st_atime_ns, times.st_mtime_ns))
+

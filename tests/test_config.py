@@ -134,6 +134,28 @@ BAD = [
     (lambda r: r["export"].update(latency_second=1), "export.latency_second: unknown key (did you mean 'latency_seconds'?)"),
     (lambda r: r["export"].update(latency_batches=[1, 0]), "export.latency_batches.1: Input should be greater than 0"),
     (lambda r: r["export"].update(latency_seconds=0), "export.latency_seconds: Input should be greater than 0"),
+    # numbers: finite, in range, and numbers (YAML's true/false, 2.5 epochs or "0.1" are refused, not converted)
+    (lambda r: r["export"].update(latency_seconds=float("inf")), "export.latency_seconds: Input should be a finite number"),
+    (lambda r: r["defaults"]["optimizer"].update(lr=float("inf")), "defaults.optimizer.lr: Input should be a finite number"),
+    (lambda r: r["defaults"]["optimizer"].update(lr=float("nan")), "defaults.optimizer.lr: Input should be a finite number"),
+    (lambda r: r["defaults"]["optimizer"].update(lr="0.1"), "defaults.optimizer.lr: Input should be a valid number"),
+    (lambda r: r["runs"]["student"].update(epochs=True), "runs.student.epochs: Input should be a valid integer"),
+    (lambda r: r["runs"]["student"].update(epochs=2.5), "runs.student.epochs: Input should be a valid integer"),
+    (lambda r: r["runs"]["student"].update(epochs=10**7), "runs.student.epochs: Input should be less than or equal to 1000000"),
+    (lambda r: r["runs"]["student"].update(width=0.0001),
+     "runs.student.width: Input should be greater than or equal to 0.0625"),
+    (lambda r: r["runs"]["student"].update(width=1e9), "runs.student.width: Input should be less than or equal to 16"),
+    (lambda r: r["runs"]["student"].update(width=False), "runs.student.width: Input should be a valid number"),
+    (lambda r: r["runs"]["student"].update(seed=2**40), "runs.student.seed: Input should be less than 4294967296"),
+    (lambda r: r["runs"]["student"].update(batch_size=0), "runs.student.batch_size: Input should be greater than 0"),
+    (lambda r: r["datasets"]["digits"].update(image_size=10**9),
+     "datasets.digits.image_size: Input should be less than or equal to 4096"),
+    (lambda r: r["runs"]["student"].update(augment={"hflip": "yes"}), "runs.student.augment.hflip: Input should be a valid boolean"),
+    (lambda r: r["export"].update(latency_batches=[1, True]), "export.latency_batches.1: Input should be a valid integer"),
+    (lambda r: r["runs"].update({"r" + "x" * 300: {"model": "lenet5bn"}}), "names must start with a letter and use only"),
+    # unknown keys: the suggestion comes from the keys allowed where the typo is
+    (lambda r: r.update(dataset={}), "dataset: unknown key (did you mean 'datasets'?)"),
+    (lambda r: r.update(chian={}), "chian: unknown key (did you mean 'chains'?)"),
 ]
 
 

@@ -10,7 +10,7 @@ import torch
 from kdlib.config import Augment
 from kdlib.data.prepared import DatasetFiles, train_loader
 from kdlib.data.splits import Split
-from tests.conftest import REPO, make_workspace, run
+from tests.conftest import REPO, make_workspace, run, run_all
 
 # Two processes keep the global batch and the order of the images, but each normalises its BatchNorm layers over
 # its half of the batch and augments with its own random stream: an equally valid run, not the same one. On the
@@ -72,9 +72,8 @@ def test_two_processes_average_gradients_into_the_one_process_step(tmp_path):
     """Without BatchNorm or augmentation, 2 ranks x 15 images must take exactly the steps of 1 x 30."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    for n in (1, 2):
-        run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(script),
-             str(tmp_path / f"{n}.pt")], tmp_path, env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    run_all([[sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(script),
+              str(tmp_path / f"{n}.pt")] for n in (1, 2)], tmp_path, env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
     one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in (1, 2))
     assert all(torch.allclose(one[k], two[k], atol=1e-6) for k in one)
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 import yaml
 
-from tests.conftest import DVC, SNAKEMAKE, by_params, run
+from tests.conftest import DVC, SNAKEMAKE, assert_up_to_date, by_params, run, run_all, to_rerun
 
 SEED003 = ("s3_kd", "s3_at", "s3_dkd", "s3_kd_mse", "s3_stablekd_0", "s3_stablekd", "s3_kd_half", "s3_stablekd_half")
 
@@ -99,8 +99,7 @@ def test_students_learn_from_the_fused_teacher(finished):
 
 
 def test_both_tools_agree_nothing_is_left_to_do(finished):
-    assert "Nothing to be done" in run([SNAKEMAKE, "-n"], finished).stdout
-    assert "Data and pipelines are up to date" in run([DVC, "status"], finished).stdout
+    assert_up_to_date(finished)
 
 
 def edited(ws, edit, single=False):
@@ -112,13 +111,12 @@ def edited(ws, edit, single=False):
     edit(raw)
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
-        snake = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n"], ws).stdout, re.M)) - {"all"}
-        dvc = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
+        snake, dvc = to_rerun(ws)
         if not single:
             return snake, dvc
         # A single run by name, with either tool.
-        one = set(re.findall(r"^rule (\w+):", run([SNAKEMAKE, "-n", "train_teacher"], ws).stdout, re.M))
-        return snake, dvc, one, run([DVC, "status", "train_teacher"], ws).stdout
+        one, one_dvc = run_all([[SNAKEMAKE, "-n", "train_teacher"], [DVC, "status", "train_teacher"]], ws)
+        return snake, dvc, set(re.findall(r"^rule (\w+):", one.stdout, re.M)), one_dvc.stdout
     finally:
         params.write_text(original)
 

@@ -64,9 +64,38 @@ def test_every_family_exports_with_parity(name, width, tmp_path):
     exported(trained_looking(build_model(name, 10, width)), tmp_path)
 
 
-def test_what_the_tracer_cannot_take_goes_through_torch_export(tmp_path, capfd):
-    # LeNet on 16x16 images (the tiny profile's digits): its adaptive pool upsamples 1x1 maps to 5x5, which the
-    # TorchScript tracer refuses.
+def without(monkeypatch, exporter: str) -> None:
+    """torch.onnx.export refusing one of its two exporters (the TorchScript "tracer" or "torch.export")."""
+    real = torch.onnx.export
+
+    def export(*args, dynamo=True, **kwargs):
+        if dynamo == (exporter == "torch.export"):
+            raise RuntimeError(f"no {exporter} here")
+        return real(*args, dynamo=dynamo, **kwargs)
+    monkeypatch.setattr(torch.onnx, "export", export)
+
+
+def pooled_net(pooled, side: int) -> nn.Module:
+    """A conv, an adaptive average pool to `pooled` and a classifier, on side x side images."""
+    rows, cols = (pooled if isinstance(pooled, tuple) else (pooled, pooled))
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(pooled), nn.Flatten(),
+                         nn.Linear(4 * (rows or side) * (cols or side), 10)).eval()
+
+
+@pytest.mark.parametrize("model,side", [
+    (lambda: trained_looking(build_model("lenet5bn", 10, 0.5)), 16),  # the tiny profile's digits: 1x1 maps to 5x5
+    (lambda: pooled_net(3, 7), 7),  # uneven windows
+    (lambda: pooled_net((4, None), 6), 6)], ids=["lenet-16px", "7-to-3", "rows-only"])
+def test_adaptive_pools_the_tracer_refuses_are_traced_as_pooling_matrices(model, side, tmp_path, monkeypatch):
+    model = model()
+    without(monkeypatch, "torch.export")
+    path = exported(model, tmp_path, shape=(3, side, side))
+    assert "MatMul" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.modules())  # the caller's model is untouched
+
+
+def test_what_the_tracer_cannot_take_goes_through_torch_export(tmp_path, capfd, monkeypatch):
+    without(monkeypatch, "tracer")  # a torch without it
     exported(trained_looking(build_model("lenet5bn", 10, 0.5)), tmp_path, shape=(3, 16, 16))
     assert "Torch IR graph" not in capfd.readouterr().out  # the tracer's dump on giving up stays out of the log
 
@@ -120,10 +149,12 @@ def test_the_export_stage_keeps_no_file_that_computes_otherwise(finished, tmp_pa
         original(wrong, path, shape)
 
     monkeypatch.setattr(export_run, "export_onnx", broken)
+    folder = tmp_path / "results/runs/student"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}  # the last good export stays, nothing new is added
     with pytest.raises(KDError, match=r"results/runs/student/model.pt: the ONNX export computes other logits than "
                                       r"PyTorch \(max \|difference\| 0.01, tolerance 0.0001;.* model.onnx was not written"):
         export_run.export_run("student", load_params("params.yaml"))
-    assert not any((tmp_path / "results/runs/student" / f).exists() for f in ("model.onnx", "export.json"))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and "model.onnx" in before
 
 
 def markdown_tables(path) -> list[dict[str, dict[str, str]]]:

@@ -74,7 +74,7 @@ def test_augmentations_run_in_order_and_are_seeded():
     meta = {"image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
     augment = Augment(crop_padding=4, hflip=True, autoaugment=True,
                       color_jitter=ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-                      random_erasing=RandomErasing(p=1.0, scale=(0.1, 0.2)))
+                      random_erasing=RandomErasing(p=1.0, scale=[0.1, 0.2]))
     data = AugmentedSet(Split(images, torch.arange(4)), meta, augment)
     torch.manual_seed(1)
     first = torch.stack([data[i][0] for i in range(4)])

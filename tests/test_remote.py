@@ -8,7 +8,8 @@ import shutil
 import yaml
 
 from kdlib.pipeline import stages
-from tests.conftest import BIN, DVC, REPO, SNAKEMAKE, TINY, by_params, descendants, edited_file, run, to_rerun
+from tests.conftest import (BIN, DVC, REPO, SNAKEMAKE, TINY, assert_up_to_date, by_params, descendants, edited_file, run,
+                            run_all, to_rerun)
 
 # Exactly what the README tells users to type, with the test's venv (no install: -o skips that prerequisite).
 MAKE = ["make", f"VENV={BIN.parent}", "-o", f"{BIN}/kdlib-installed"]
@@ -18,7 +19,8 @@ EDITED = "kdlib/reparam/deploy.py"  # imported by the fuse stage only
 def cached_outs(ws):
     """The outputs DVC caches (datasets and checkpoints); metrics, history and tables are kept in git."""
     stages = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
-    return sorted(o for s in stages.values() for o in s.get("outs", []) if isinstance(o, str))
+    return sorted(path for s in stages.values() for out in s.get("outs", []) for path, flags in out.items()
+                  if flags.get("cache", True))
 
 
 def test_push_then_pull_into_a_fresh_clone_reruns_nothing(finished, tmp_path):
@@ -72,10 +74,10 @@ def test_push_then_pull_into_a_fresh_clone_reruns_nothing(finished, tmp_path):
     assert "pulled: dvc status and snakemake -n both say up to date" in pulled
     for out in outs:
         assert filecmp.cmp(clone / out, finished / out, shallow=False), out
-    assert "Data and pipelines are up to date" in run([DVC, "status"], clone).stdout
     # The clone had no Snakemake metadata: `make pull` recorded every job's (a plain --touch skips the prepare
     # stages, and Snakemake would then miss a dataset edit), so a params edit re-runs exactly what it affects.
-    dry = run([SNAKEMAKE, "-n"], clone)
+    status, dry = run_all([[DVC, "status"], [SNAKEMAKE, "-n"]], clone)
+    assert "Data and pipelines are up to date" in status.stdout
     assert "Nothing to be done" in dry.stdout and "missing provenance" not in dry.stdout + dry.stderr
     raw = yaml.safe_load(original)
     raw["datasets"]["digits"]["image_size"] = 12
@@ -94,5 +96,4 @@ def test_code_edit_reruns_the_stages_that_import_it_and_their_descendants(finish
     snake, dvc = edited_file(finished, EDITED, lambda text: text + "# an edit\n")
     # DVC names the stages whose own dependencies changed; Snakemake plans those and everything downstream.
     assert dvc == direct and snake == downstream
-    assert "Nothing to be done" in run([SNAKEMAKE, "-n"], finished).stdout
-    assert "Data and pipelines are up to date" in run([DVC, "status"], finished).stdout
+    assert_up_to_date(finished)

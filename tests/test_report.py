@@ -55,7 +55,7 @@ def known(tmp_path, monkeypatch):
         blocks = params.runs[name].block_type
         train_params = 250_000 if name == "teacher" else PARAMS[name]
         (folder / "metrics.json").write_text(json.dumps(
-            {"params": train_params, "flops": 1e6, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc}}))
+            {"params": train_params, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc}}))
         (folder / "eval.json").write_text(json.dumps({"test_acc": acc}))
         stablekd = {"stage": [0, 1], "blocks": [4, 2]} if name.startswith("s3_stablekd") else {}
         pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0], "test_loss": [2.5, 1.5],

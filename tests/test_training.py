@@ -71,7 +71,7 @@ def test_kill_and_resume_matches_uninterrupted_run(prepared, tmp_path):
     reference, killed = (clone(prepared, tmp_path / d, longer) for d in ("reference", "killed"))
     env = {**os.environ, "PYTHONPATH": str(prepared), "KDLIB_DEVICE": "cpu"}
     cmd = [sys.executable, "stages/train.py", "teacher"]
-    subprocess.run(cmd, cwd=reference, env=env, check=True, capture_output=True)
+    uninterrupted = subprocess.Popen(cmd, cwd=reference, env=env, stdout=subprocess.DEVNULL)  # one thread each
 
     proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "results/runs/teacher/last.pt"
@@ -85,6 +85,7 @@ def test_kill_and_resume_matches_uninterrupted_run(prepared, tmp_path):
 
     resumed = subprocess.run(cmd, cwd=killed, env=env, check=True, capture_output=True, text=True)
     assert "continuing after epoch" in resumed.stdout
+    assert uninterrupted.wait() == 0
     same(outcome(reference, "teacher"), outcome(killed, "teacher"))
     assert not last.exists()
 

@@ -7,15 +7,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from kdlib.config.schema import Strict
+from kdlib.config.schema import COUNT, SEED, SIDE, Strict
 
 
 class DenseTraining(Strict):
     """What the three runs of a dense experiment share: Adam at `lr`, batches, the seed."""
-    batch_size: Annotated[int, Field(gt=0)]
-    lr: Annotated[float, Field(gt=0)]
-    seed: Annotated[int, Field(ge=0)] = 0
-    plateau_patience: Annotated[int, Field(ge=0)] | None = None  # ReduceLROnPlateau on the held-out loss; null: constant
+    batch_size: COUNT
+    lr: Annotated[float, Field(gt=0, le=10)]
+    seed: SEED = 0
+    plateau_patience: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # ReduceLROnPlateau on the held-out loss; null: constant
 
 
 class SRData(Strict):
@@ -26,11 +26,11 @@ class SRData(Strict):
     train_path: str | None = None  # folder: every image file in it (e.g. DIV2K_train_HR)
     eval_path: str | None = None  # (e.g. Set5's HR images)
     scale: Literal[2, 3, 4] = 4
-    blur_sigma: Annotated[float, Field(ge=0)] = 1.0  # of the Gaussian before down-sampling, in HR pixels
-    patch_size: Annotated[int, Field(gt=0)] = 64  # HR side of a training patch
-    patches: Annotated[int, Field(gt=0)] = 256  # training patches, cut once from the training images (seeded)
-    eval_size: Annotated[int, Field(gt=0)] | None = 256  # HR centre crop of each held-out image; null: all of it
-    seed: Annotated[int, Field(ge=0)] = 0  # where the patches are cut
+    blur_sigma: Annotated[float, Field(ge=0, le=100)] = 1.0  # of the Gaussian before down-sampling, in HR pixels
+    patch_size: SIDE = 64  # HR side of a training patch
+    patches: COUNT = 256  # training patches, cut once from the training images (seeded)
+    eval_size: SIDE | None = 256  # HR centre crop of each held-out image; null: all of it
+    seed: SEED = 0  # where the patches are cut
 
     def inputs(self) -> list[str]:
         """Files the prepared data is made from (bundled photos are part of the installed packages)."""
@@ -51,13 +51,13 @@ class SRData(Strict):
 class SRNet(Strict):
     model: str  # a name in kdlib.dense.registry.SR_MODELS
     args: dict[str, Any] = {}  # its constructor's keyword arguments (the scale comes from data.scale)
-    epochs: Annotated[int, Field(gt=0)]
+    epochs: COUNT
 
 
 class SRDistill(Strict):
     """The student's KD terms beside L1 to the ground truth (seed 002, Eq. 5-7)."""
-    feature_weight: Annotated[float, Field(ge=0)] = 1.0  # L2 between the body features (student via a 1x1 projector)
-    perceptual_weight: Annotated[float, Field(ge=0)] = 1.0  # VGG-16 feature distance to the teacher's output
+    feature_weight: Annotated[float, Field(ge=0, le=1e6)] = 1.0  # L2 between the body features (student via a 1x1 projector)
+    perceptual_weight: Annotated[float, Field(ge=0, le=1e6)] = 1.0  # VGG-16 feature distance to the teacher's output
     perceptual_weights: Literal["auto", "imagenet", "random"] = "auto"  # auto: ImageNet if on disk, else random
     perceptual_layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"] = "relu2_2"
 
@@ -66,13 +66,13 @@ class EdgeData(Strict):
     """Images with binary boundary maps (seed 002, Task 2.2)."""
     source: Literal["shapes", "bsds500"] = "shapes"
     path: str | None = None  # bsds500: the folder holding images/ and groundTruth/
-    image_size: Annotated[int, Field(gt=0)] = 64
-    train_images: Annotated[int, Field(gt=0)] | None = None  # shapes: how many scenes
-    test_images: Annotated[int, Field(gt=0)] | None = None
+    image_size: SIDE = 64
+    train_images: COUNT | None = None  # shapes: how many scenes
+    test_images: COUNT | None = None
     train_splits: Annotated[list[str], Field(min_length=1)] = ["train"]  # bsds500
     eval_split: str = "val"
     agreement: Annotated[float, Field(gt=0, le=1)] = 0.5  # bsds500: share of annotators that must mark an edge
-    seed: Annotated[int, Field(ge=0)] = 0  # shapes: scene generator
+    seed: SEED = 0  # shapes: scene generator
 
     def inputs(self) -> list[str]:
         return [self.path] if self.source == "bsds500" else []
@@ -89,14 +89,14 @@ class EdgeData(Strict):
 class UNet(Strict):
     encoder: str  # a segmentation-models-pytorch encoder, e.g. resnet34, mobilenet_v2
     encoder_weights: str | None = None  # e.g. imagenet (needs the weights downloaded); null: from scratch
-    decoder_channels: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=5)] = \
+    decoder_channels: Annotated[list[Annotated[int, Field(gt=0, le=4096)]], Field(min_length=1, max_length=5)] = \
         [256, 128, 64, 32, 16]
-    epochs: Annotated[int, Field(gt=0)]
+    epochs: COUNT
 
 
 class EdgeDistill(Strict):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5  # (1 - alpha) weighted BCE + alpha MSE of sigmoid maps
-    pos_weight: Annotated[float, Field(gt=0)] = 10.0  # of edge pixels in the BCE (seed 002, Eq. 8)
+    pos_weight: Annotated[float, Field(gt=0, le=1e6)] = 10.0  # of edge pixels in the BCE (seed 002, Eq. 8)
 
 
 DENSE_ROLES = ("teacher", "scratch", "kd")  # the student without KD is `scratch`, the distilled one `kd`

@@ -7,31 +7,32 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kdlib.config.checks import _cross_check
-from kdlib.config.dense import (TASKS, DenseTraining, EdgeData, EdgeDistill, EdgeExperiment, SRData, SRDistill,
-                                SRExperiment, SRNet, UNet)
+from kdlib.config.dense import TASKS
 from kdlib.config.lineage import scratch_baseline
 from kdlib.config.params import Params
 from kdlib.config.provenance import Source, _source, sets
-from kdlib.config.schema import (Augment, ColorJitter, DatasetSpec, Distill, Export, Mix, Optimizer, RandomErasing,
-                                 Run, Schedule, Seed001Report, Seed002Report, Seed003Report, Report)
+from kdlib.config.schema import Run
 from kdlib.config.suggest import _suggest
 from kdlib.errors import KDError
 
 
-RUN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RUN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # short enough for any file system's names
 
-_ALL_KEYS = {f for m in (Params, DatasetSpec, Run, Optimizer, Schedule, Augment, ColorJitter, RandomErasing, Mix,
-                         Distill, Report, Export, Seed001Report, Seed002Report, Seed003Report, DenseTraining, SRData, SRNet, SRDistill,
-                         EdgeData, UNet, EdgeDistill, SRExperiment, EdgeExperiment) for f in m.model_fields}
+# Limits on what a params file may make the loader build: the largest profile is about 20 KB and 2,000 values.
+MAX_BYTES = 1_000_000
+MAX_VALUES = 100_000  # after expanding aliases: anchors are welcome (the profiles use them), alias bombs are not
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML loader that rejects a key given twice in one mapping (PyYAML silently keeps the last)."""
+    """YAML loader that rejects a key given twice in one mapping (PyYAML silently keeps the last) and keys that
+    YAML reads as something other than text (`yes:` is the boolean true, `1:` a number)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -39,11 +40,61 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *anchor` merges a mapping in; the entry's own keys override it
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise KDError(f"line {key_node.start_mark.line + 1}: the key '{key_node.value}' reads as "
+                              f"{type(key).__name__} {key!r} in YAML; quote it if it is a name")
             if key in seen:
-                raise KDError(f"duplicate key '{key}' at line {key_node.start_mark.line + 1}: "
-                              "every run and dataset name must be unique")
+                raise KDError(f"duplicate key '{key}' at line {key_node.start_mark.line + 1}: YAML would keep only "
+                              "the last; give each key (run, dataset, setting) once")
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def load(self):
+        """The document, once its size with every alias expanded is known to be within MAX_VALUES."""
+        top = self.get_single_node()
+        if top is None:
+            return None
+        _expanded_size(top, {}, set())
+        return self.construct_document(top)
+
+
+def _expanded_size(node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many values `node` stands for once aliases are expanded (an alias is the same node object again)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        raise KDError(f"line {node.start_mark.line + 1}: an alias refers to a value that contains it")
+    open_.add(id(node))
+    children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else \
+        node.value if isinstance(node, yaml.SequenceNode) else []
+    size = 1 + sum(_expanded_size(child, sizes, open_) for child in children)
+    if size > MAX_VALUES:
+        raise KDError(f"line {node.start_mark.line + 1}: with its aliases expanded this value holds more than "
+                      f"{MAX_VALUES:,} values; a params file needs far fewer")
+    open_.discard(id(node))
+    sizes[id(node)] = size
+    return size
+
+
+def _read_yaml(path: Path):
+    """The parsed params file, within MAX_BYTES and MAX_VALUES, as UTF-8 text."""
+    if path.stat().st_size > MAX_BYTES:
+        raise KDError(f"{path}: {path.stat().st_size:,} bytes; a params file is at most {MAX_BYTES:,}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KDError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.load()
+    except KDError as e:
+        raise KDError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise KDError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise KDError(f"{path}: values nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -63,22 +114,48 @@ def _describe(err: dict, raw_run: dict | None, run_name: str | None) -> str:
     if loc[:1] == ["dense"] and len(loc) > 2 and loc[2] in TASKS:
         del loc[2]  # the task tag pydantic adds for the tagged union
     if err["type"] == "extra_forbidden":
-        return f"{'.'.join(loc)}: unknown key{_suggest(loc[-1], _ALL_KEYS)}"
+        return f"{'.'.join(loc)}: unknown key{_suggest(loc[-1], _keys_at(loc))}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{'.'.join(loc)}: {msg}"
+
+
+def _keys_at(loc: list[str]) -> set[str]:
+    """The keys the schema allows where `loc` ends (a run's keys under runs.<name> or defaults)."""
+    found: list = [Run] if loc[0] == "defaults" else [Params]
+    for part in loc[1:-1] if loc[0] == "defaults" else loc[:-1]:
+        found = [inner for tp in found for inner in _inside(tp, part)]
+    return {key for tp in found if isinstance(tp, type) and issubclass(tp, BaseModel) for key in tp.model_fields}
+
+
+def _inside(tp, part: str) -> list:
+    """The types that `part` (a field, a mapping key or a list index) of a value of type `tp` may hold."""
+    out = []
+    for t in _unwrap(tp):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            out += [t.model_fields[part].annotation] if part in t.model_fields else []
+        elif get_origin(t) in (dict, list):
+            out.append(get_args(t)[-1])
+    return [inner for t in out for inner in _unwrap(t)]
+
+
+def _unwrap(tp) -> list:
+    """`tp` without Annotated, unions and None."""
+    if get_origin(tp) is Annotated:
+        return _unwrap(get_args(tp)[0])
+    if get_origin(tp) in (Union, UnionType):
+        return [inner for arg in get_args(tp) for inner in _unwrap(arg)]
+    return [] if tp is type(None) else [tp]
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read, merge `defaults` into every run, validate, and check cross-references."""
     path = Path(path)
-    if not path.is_file():
-        raise KDError(f"{path}: no such params file")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
-    except KDError as e:
-        raise KDError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise KDError(f"{path}: not valid YAML: {e}") from None
+        if not path.is_file():
+            raise KDError(f"{path}: no such params file")
+        raw = _read_yaml(path) or {}
+    except OSError as e:
+        raise KDError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(raw, dict):
         raise KDError(f"{path}: the top level must be a mapping of keys")
     return validate(raw, source=str(path))
@@ -101,7 +178,8 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
     for section in ("runs", "datasets", "chains", "dense"):
         for name in raw.get(section) or {}:
             if not RUN_NAME.match(str(name)):
-                problems.append(f"{section}.{name}: names must start with a letter and use only letters, digits and _")
+                problems.append(f"{section}.{name}: names must start with a letter and use only letters, digits and _ "
+                                "(64 at most)")
     if "seed" in defaults and "seeds" in defaults:
         problems.append("defaults: give 'seed' (one run) or 'seeds' (one run per seed), not both")
         defaults = {k: v for k, v in defaults.items() if k != "seed"}  # reported once here, not once per run
@@ -142,7 +220,7 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
     if problems:
         raise KDError(f"{source}: " + (problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
     params = params.model_copy(update={"runs": expanded})
-    params._written, params._replicas = runs, replicas
+    params._written, params._replicas, params._file = runs, replicas, source
     params._sources = {member: sources[name] for name, seeds in replicas.items() for member in seeds.values()}
     return params
 

@@ -1,6 +1,7 @@
 """The whole params file: datasets, runs, chains, report, export and dense experiments."""
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 from pydantic import Field, PrivateAttr
@@ -24,6 +25,7 @@ class Params(Strict):
     _written: dict[str, Run] = PrivateAttr(default_factory=dict)
     _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)
     _sources: dict[str, Source] = PrivateAttr(default_factory=dict)
+    _file: str = PrivateAttr(default="params.yaml")
 
     @property
     def written(self) -> dict[str, Run]:
@@ -40,3 +42,7 @@ class Params(Strict):
     def sources(self) -> dict[str, Source]:
         """Run -> where the params file defines it."""
         return self._sources
+
+    def command(self, script: str, *args: str) -> str:
+        """The command line that runs a stage script with this params file, for messages that say what to rerun."""
+        return shlex.join(["python", script, *args, *(["--params", self._file] if self._file != "params.yaml" else [])])

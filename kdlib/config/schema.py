@@ -16,15 +16,23 @@ from kdlib.models.registry import MODELS, PRETRAINED
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; no conversions (`epochs: true` or `epochs: 2.5` is not an epoch count, `lr: "0.1"`
+    not a rate); numbers finite (`.inf` and `.nan` are refused)."""
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Upper bounds that keep a typo (an extra zero or three) from reaching the trainer as an allocation it cannot make.
+SEED = Annotated[int, Field(ge=0, lt=2**32)]  # numpy's seed range
+COUNT = Annotated[int, Field(gt=0, le=1_000_000)]  # epochs, images per batch, patches
+SIDE = Annotated[int, Field(gt=0, le=4096)]  # image sides, in pixels
 
 
 class DatasetSpec(Strict):
     source: Literal["photo_shapes", "digits", "cifar10", "cifar100", "imagefolder"]
     path: str | None = None  # imagefolder root, or where CIFAR archives are (default data/raw)
-    image_size: Annotated[int, Field(gt=0)] = 32
-    train_per_class: Annotated[int, Field(gt=0)] | None = None  # photo_shapes only
-    test_per_class: Annotated[int, Field(gt=0)] | None = None
+    image_size: SIDE = 32
+    train_per_class: COUNT | None = None  # photo_shapes only
+    test_per_class: COUNT | None = None
 
     @model_validator(mode="after")
     def _source_needs(self):
@@ -37,9 +45,9 @@ class DatasetSpec(Strict):
 
 class Optimizer(Strict):
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: Annotated[float, Field(gt=0)] = 0.05
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.05
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 5e-4
     nesterov: bool = False
 
     @model_validator(mode="after")
@@ -53,7 +61,7 @@ class Schedule(Strict):
     # stagewise (StableKD only): within every StableKD stage a triangular warm-up and anneal from min_lr, the
     # amplitude halving stage by stage (the seed's Figure 7, CyclicLR triangular2 with one cycle per stage).
     name: Literal["cosine", "onecycle", "constant", "stagewise"] = "cosine"
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0  # linear warm-up before cosine
+    warmup_epochs: Annotated[float, Field(ge=0, le=1_000_000)] = 0  # linear warm-up before cosine
     min_lr: Annotated[float, Field(ge=0)] = 0.0  # cosine's floor, stagewise's base
 
     @model_validator(mode="after")
@@ -67,57 +75,60 @@ class Schedule(Strict):
 
 
 class ColorJitter(Strict):
-    brightness: Annotated[float, Field(ge=0)] = 0.0
-    contrast: Annotated[float, Field(ge=0)] = 0.0
-    saturation: Annotated[float, Field(ge=0)] = 0.0
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0
+    contrast: Annotated[float, Field(ge=0, le=1)] = 0.0
+    saturation: Annotated[float, Field(ge=0, le=1)] = 0.0
     hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
 
 
 class RandomErasing(Strict):
     p: Annotated[float, Field(ge=0, le=1)] = 0.25
-    scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (0.02, 0.2)
+    scale: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=2, max_length=2)] = [0.02, 0.2]
 
     @model_validator(mode="after")
     def _ordered(self):
         if self.scale[0] > self.scale[1]:
-            raise ValueError(f"scale must be [low, high] (got {list(self.scale)})")
+            raise ValueError(f"scale must be [low, high] (got {self.scale})")
         return self
 
 
 class Augment(Strict):
     """Per-image training augmentation (torchvision v2), in this order: crop, flip, AutoAugment, colour
     jitter, then normalisation, then random erasing."""
-    crop_padding: Annotated[int, Field(ge=0)] = 4  # random crop after zero padding; 0 turns it off
+    crop_padding: Annotated[int, Field(ge=0, le=4096)] = 4  # random crop after zero padding; 0 turns it off
     hflip: bool = True
     autoaugment: bool = False  # torchvision's CIFAR-10 AutoAugment policy
     color_jitter: ColorJitter | None = None
     random_erasing: RandomErasing | None = None
     # Loader processes that augment while the model trains (0: in the training process). Each draws from its
     # own seeded stream, so results are reproducible for a given count but differ between counts.
-    workers: Annotated[int, Field(ge=0)] = 0
+    workers: Annotated[int, Field(ge=0, le=256)] = 0
 
 
 class Mix(Strict):
     """Per batch, Mixup or CutMix with equal chance (torchvision v2); labels mix by lambda."""
-    mixup_alpha: Annotated[float, Field(gt=0)] = 0.8
-    cutmix_alpha: Annotated[float, Field(gt=0)] = 1.0
+    mixup_alpha: Annotated[float, Field(gt=0, le=100)] = 0.8
+    cutmix_alpha: Annotated[float, Field(gt=0, le=100)] = 1.0
 
 
 class Distill(Strict):
     # The KD method, a row of kdlib.distill.methods.METHODS (what each does is told there): logits, logits_mse,
-    # feature, at, dkd, kd_mse, stablekd. Its row says which of the keys below it reads and their defaults.
+    # feature, at, dkd, st, nst, reviewkd, kd_mse, stablekd. Its row says which of the keys below it reads and
+    # their defaults.
     method: str = "logits"
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.9  # weight of the KD term; 1 - alpha weighs cross-entropy
     # Alpha per epoch: constant; linear from alpha to alpha_end; three_phase (seed 000): 1, 0.5, 0 by thirds.
     schedule: Literal["constant", "linear", "three_phase"] = "constant"
     alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None
-    temperature: Annotated[float, Field(gt=0)] | None = None  # default: 4, or 1 for kd_mse and stablekd
-    beta: Annotated[float, Field(ge=0)] | None = None  # at: AT's beta (1000); dkd: the non-target weight (8)
-    kl_weight: Annotated[float, Field(ge=0)] = 1.0  # lambda of seed 003's Eq. 8: CE + lambda KL + sum of MSEs
-    blocks: Annotated[int, Field(ge=1)] | None = None  # StableKD's k; default: every stage one block, plus the head
-    recompositions: Annotated[int, Field(ge=0)] = 2  # StableKD's n: stages 0..n, each a checkpoint
+    temperature: Annotated[float, Field(gt=0, le=1000)] | None = None  # default: 4, or 1 for kd_mse and stablekd
+    # The method's own weight (default: its row's): at 1000, dkd 8 (non-target term), st 1 (gradients), nst 50,
+    # reviewkd 1.
+    beta: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    kl_weight: Annotated[float, Field(ge=0, le=1e6)] = 1.0  # lambda of seed 003's Eq. 8: CE + lambda KL + sum of MSEs
+    blocks: Annotated[int, Field(ge=1, le=1000)] | None = None  # StableKD's k; default: every stage one block, plus the head
+    recompositions: Annotated[int, Field(ge=0, le=1000)] = 2  # StableKD's n: stages 0..n, each a checkpoint
     # Epochs of each StableKD stage; default floor(e / (n + 1)) each, the rest to the last (the seed's e/3 split).
-    stage_epochs: list[Annotated[int, Field(ge=1)]] | None = None
+    stage_epochs: list[COUNT] | None = None
 
     @field_validator("method", mode="before")
     @classmethod
@@ -165,14 +176,15 @@ class Distill(Strict):
 class Run(Strict):
     model: str
     dataset: str
-    width: Annotated[float, Field(gt=0)] = 1.0
+    # Channel multiplier; below 1/16 the narrowest layers of every family keep one or two channels.
+    width: Annotated[float, Field(ge=0.0625, le=16)] = 1.0
     block_type: Literal["base", "acb"] = "base"  # acb: every eligible KxK conv becomes an ACB, fused for inference
     pretrained: bool = False  # start from published ImageNet weights (torchvision models only)
-    epochs: Annotated[int, Field(gt=0)]
-    batch_size: Annotated[int, Field(gt=0)] = 128
-    seed: Annotated[int, Field(ge=0)] = 0
+    epochs: COUNT
+    batch_size: COUNT = 128
+    seed: SEED = 0
     # Replicates: one run per seed, named <run>_s<seed>, each a node of its own; tables give mean ± std.
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None = None
+    seeds: Annotated[list[SEED], Field(min_length=1, max_length=1000)] | None = None
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule()
     augment: Augment = Augment()
@@ -304,5 +316,5 @@ class Report(Strict):
 class Export(Strict):
     """How stages/export.py times every run's inference form (eager PyTorch and onnxruntime, median ms per batch).
     Parity is not a setting: logits within 1e-4 and the same top-1 on every test image, or the stage fails."""
-    latency_batches: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = [1, 64]
-    latency_seconds: Annotated[float, Field(gt=0)] = 1.0  # timing budget per batch size, all candidates together
+    latency_batches: Annotated[list[Annotated[int, Field(gt=0, le=4096)]], Field(min_length=1)] = [1, 64]
+    latency_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0  # timing budget per batch size, all candidates together

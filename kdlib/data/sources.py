@@ -153,12 +153,16 @@ def cifar(spec: DatasetSpec, seed: int = 0) -> Prepared:
     from torchvision import datasets
     root = Path(spec.path or "data/raw")
     cls = datasets.CIFAR10 if spec.source == "cifar10" else datasets.CIFAR100
+    archive = root / ARCHIVES[spec.source]
     try:
         train, test = (cls(root, train=t, download=True) for t in (True, False))
-    except (OSError, RuntimeError) as e:  # URLError is an OSError
-        raise KDError(f"{spec.source}: could not download or read it ({e}). Offline, put "
-                      f"{ARCHIVES[spec.source]} (from https://www.cs.toronto.edu/~kriz/cifar.html) "
-                      f"into {root}/ and run the prepare stage again") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:  # URLError is an OSError; tarfile's errors too
+        source = "https://www.cs.toronto.edu/~kriz/cifar.html"
+        if archive.is_file():  # torchvision checks its MD5 and, offline, fails re-downloading it
+            raise KDError(f"{archive}: not the complete {spec.source} archive (its MD5 differs: truncated or "
+                          f"another file); replace it with the one from {source}") from None
+        raise KDError(f"{spec.source}: could not download or read it ({' '.join(str(e).split())}). Offline, put "
+                      f"{archive.name} (from {source}) into {root}/ and run the prepare stage again") from None
 
     def split(ds):
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
@@ -178,15 +182,33 @@ def imagefolder(spec: DatasetSpec, seed: int = 0) -> Prepared:
     to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize((spec.image_size, spec.image_size), antialias=True)])
 
     def split(folder, classes):
-        ds = datasets.ImageFolder(folder, transform=lambda im: to_tensor(im.convert("RGB")))
+        try:
+            ds = datasets.ImageFolder(folder)
+        except (FileNotFoundError, OSError) as e:  # no class folders, or a class folder without images
+            raise KDError(f"{folder}: {' '.join(str(e).split())}") from None
         if classes is not None and ds.classes != classes:
             raise KDError(f"{folder}: class folders {ds.classes} differ from train/'s {classes}")
-        images = torch.stack([ds[i][0] for i in range(len(ds))])
+        images = torch.stack([to_tensor(read_rgb(Path(path))) for path, _ in ds.samples])
         return Split(images, torch.tensor(ds.targets, dtype=torch.int64)), ds.classes
 
     train, classes = split(root / "train", None)
     test, _ = split(test_dir, classes)
     return Prepared(train, test, classes, f"ImageFolder tree at {root}")
+
+
+def read_rgb(path: Path):
+    """An image file as an 8-bit RGB PIL image; 16-bit greys are scaled down (PIL's convert would clip them)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255)
+                                        .astype(np.uint8))
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # truncated, empty, not an image
+        raise KDError(f"{path}: not a readable image ({' '.join(str(e).split()) or type(e).__name__}); "
+                      "remove or replace it") from None
 
 
 BUILDERS = {"photo_shapes": photo_shapes, "digits": digits, "cifar10": cifar, "cifar100": cifar,

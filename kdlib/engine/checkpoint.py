@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from kdlib.config import Run
+from kdlib.config import Params, Run
 from kdlib.atomic import atomic_torch_save
 from kdlib.checkpoint_io import read_checkpoint
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
+from kdlib.paths import inference_checkpoint, run_dir
 
 FORMAT = "kdlib-model-1"
 
@@ -28,9 +30,13 @@ def load_model(path: Path, expect_model: str | None = None, expect_classes: int 
     blob = read_checkpoint(path)
     if blob.get("format") != FORMAT:
         raise KDError(f"{path}: not a kdlib model checkpoint (format {blob.get('format')!r}, expected {FORMAT!r})")
+    kinds = {"model": str, "width": (int, float), "num_classes": int, "state_dict": dict, "block_type": str,
+             "deployed": bool}
+    malformed = [k for k, kind in kinds.items() if k in blob and (not isinstance(blob[k], kind) or
+                                                                    (kind is not bool and isinstance(blob[k], bool)))]
     missing = [k for k in ("model", "width", "num_classes", "state_dict") if k not in blob]
-    if missing or not isinstance(blob["state_dict"], dict):
-        raise KDError(f"{path}: incomplete kdlib checkpoint (missing or malformed: {', '.join(missing) or 'state_dict'})")
+    if missing or malformed:
+        raise KDError(f"{path}: incomplete kdlib checkpoint (missing or malformed: {', '.join(missing + malformed)})")
     if expect_model is not None and blob["model"] != expect_model:
         raise KDError(f"{path}: holds a '{blob['model']}' model, but '{expect_model}' is expected")
     if expect_classes is not None and blob["num_classes"] != expect_classes:
@@ -40,6 +46,11 @@ def load_model(path: Path, expect_model: str | None = None, expect_classes: int 
                             bool(blob.get("deployed", False)))
     except KDError as e:
         raise KDError(f"{path}: {e}") from None
+    diverged = next((k for k, v in blob["state_dict"].items()
+                     if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if diverged is not None:
+        raise KDError(f"{path}: holds NaN or infinite weights ({diverged}); the run that wrote it diverged: "
+                      "retrain it (a lower learning rate, or amp: none)")
     try:
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, TypeError) as e:
@@ -47,3 +58,37 @@ def load_model(path: Path, expect_model: str | None = None, expect_classes: int 
                       f"block_type {blob.get('block_type', 'base')}{', deployed' if blob.get('deployed') else ''}): "
                       f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     return model, blob
+
+
+def load_run_model(path: Path, name: str, run: Run, num_classes: int, deployed: bool, rerun: str) -> nn.Module:
+    """The model of run `name` from `path`, checked to be what the DAG says it is: that run's checkpoint, trained
+    with the recipe `run` has now, in the form asked for (fused deploy.pt or trained model.pt). `rerun` is the
+    command that makes it again, for the message."""
+    model, blob = load_model(path, run.model, num_classes)
+    if blob.get("run") != name:
+        raise KDError(f"{path}: is the checkpoint of run '{blob.get('run')}', not of '{name}'; {rerun}")
+    if blob.get("deployed", False) != deployed:
+        raise KDError(f"{path}: holds the {'fused (deployed)' if blob.get('deployed') else 'unfused (trained)'} "
+                      f"form, but the {'fused' if deployed else 'unfused'} one is expected here; {rerun}")
+    now, then = run.model_dump(mode="json"), blob.get("config")
+    if then != now:
+        key = next((k for k in sorted(now) if not isinstance(then, dict) or then.get(k) != now[k]), "config")
+        raise KDError(f"{path}: was trained with other params than run '{name}' has now (runs.{name}.{key}); {rerun}")
+    return model
+
+
+def trained_model(params: Params, name: str, num_classes: int) -> nn.Module:
+    """Run `name`'s model.pt as trained (an ACB run's unfused branches), checked by load_run_model."""
+    run = params.runs[name]
+    return load_run_model(run_dir(name) / "model.pt", name, run, num_classes, False,
+                          f"rerun `{params.command('stages/train.py', name)}`")
+
+
+def inference_model(params: Params, name: str, num_classes: int) -> nn.Module:
+    """Run `name`'s inference form (what evaluation, export and its students use): the fused deploy.pt of an ACB
+    run, else its model.pt, checked by load_run_model."""
+    run = params.runs[name]
+    fused = run.block_type == "acb"
+    rerun = "rerun " + " then ".join(f"`{params.command(script, name)}`"
+                                     for script in ["stages/train.py", *(["stages/fuse.py"] if fused else [])])
+    return load_run_model(inference_checkpoint(name, run.block_type), name, run, num_classes, fused, rerun)

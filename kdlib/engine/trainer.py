@@ -23,9 +23,9 @@ from kdlib.distill.stage_plan import stage_epochs
 from kdlib.engine import distributed
 from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.checkpoint_io import read_checkpoint
-from kdlib.engine.checkpoint import load_model, save_model
+from kdlib.engine.checkpoint import inference_model, save_model
 from kdlib.engine.evaluate import evaluate
-from kdlib.counting import count_flops, count_parameters
+from kdlib.counting import count_parameters
 from kdlib.engine.optim import build_optimizer, build_scheduler
 from kdlib.engine.precision import autocast, grad_scaler
 from kdlib.seeding import epoch_seed
@@ -93,7 +93,7 @@ def _resume(last, fp: str) -> dict | None:
 def _previous_stage(params: Params, name: str, stage: int) -> dict:
     """Stage `stage - 1`'s checkpoint, checked to be this run's, made with the params it depends on today."""
     path = stage_checkpoint(name, stage - 1)
-    rerun = f"rerun stage {stage - 1} (`python stages/train.py {name} --stage {stage - 1}`, or the DAG)"
+    rerun = f"rerun stage {stage - 1} (`{params.command('stages/train.py', name, '--stage', str(stage - 1))}`, or the DAG)"
     if not path.is_file():
         raise KDError(f"{path}: not found; stage {stage} of run {name} continues from it: {rerun} first")
     state = read_checkpoint(path)
@@ -135,8 +135,7 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     model = model.to(device)
     teacher = None
     if run.teacher:
-        teacher, _ = load_model(teacher_checkpoint(params, name), params.runs[run.teacher].model, files.num_classes)
-        teacher = teacher.to(device)
+        teacher = inference_model(params, run.teacher, files.num_classes).to(device)
     try:
         distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:]),
                               run.label_smoothing, stage).to(device)
@@ -190,8 +189,6 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
             atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "scaler": scaler.state_dict(), "history": history}, last)
-        if final and main:  # history.csv is the last stage's output
-            _write_history(out, history)
         log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
                  run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
 
@@ -208,12 +205,13 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
                "dataset": run.dataset, "train_images": len(files.train.labels), "teacher": run.teacher,
                "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
-               "flops": count_flops(model, files.train.images.shape[1:]),
                "final": {"epoch": end_row["epoch"], "test_acc": end_row["test_acc"],
                          "test_loss": end_row["test_loss"], "train_loss": end_row["train_loss"]},
                "best": {"epoch": best["epoch"], "test_acc": best["test_acc"]}, "processes": ranks}
     if main:
-        _write_history(out, history)  # again: a run killed after its last epoch resumes straight to here
+        # With model.pt and metrics.json, never before: a run that stops (NaN, a kill) leaves the three files of the
+        # last finished run together (the epochs so far are in last.pt and the log).
+        _write_history(out, history)
         save_model(out / "model.pt", name, run, model, files.num_classes)
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
         last.unlink(missing_ok=True)

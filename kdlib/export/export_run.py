@@ -13,7 +13,7 @@ from torch import nn
 from kdlib.config import Export, Params
 from kdlib.data.prepared import load_prepared, test_loader
 from kdlib.atomic import atomic_write_text
-from kdlib.engine.checkpoint import load_model
+from kdlib.engine.checkpoint import inference_model, trained_model
 from kdlib.engine.latency import alternating_median_ms
 from kdlib.counting import count_flops, count_parameters
 from kdlib.errors import KDError
@@ -26,12 +26,10 @@ def export_run(name: str, params: Params) -> dict:
     PyTorch's by more than the tolerance, or its top-1 class does, on any test image."""
     run = params.runs[name]
     folder = run_dir(name)
-    for stale in ("model.onnx", "export.json"):  # a failed export must not leave an older success behind
-        (folder / stale).unlink(missing_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
     shape = tuple(files.test.images.shape[1:])
     checkpoint = inference_checkpoint(name, run.block_type)
-    model = load_model(checkpoint, run.model, files.num_classes)[0].eval()
+    model = inference_model(params, name, files.num_classes).eval()
     threads = torch.get_num_threads()
     # Scratch beside the target, so the final rename never crosses file systems (a cluster node's /tmp).
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-", suffix=".tmp") as scratch:
@@ -46,7 +44,7 @@ def export_run(name: str, params: Params) -> dict:
                           f"{check['differing_top1'][:5]}); model.onnx was not written")
         forms = {"deployed": (checkpoint, model, exported_path)}
         if run.block_type == "acb":  # what fusing saved: the trained branches, in both runtimes
-            unfused = load_model(folder / "model.pt", run.model, files.num_classes)[0].eval()
+            unfused = trained_model(params, name, files.num_classes).eval()
             export_onnx(unfused, Path(scratch) / "unfused.onnx", shape)
             forms["unfused"] = (folder / "model.pt", unfused, Path(scratch) / "unfused.onnx")
         sessions = {form: session(path, threads) for form, (_, _, path) in forms.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import sys
@@ -26,14 +27,14 @@ def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, ...]) -> N
 
     Through torch.onnx's TorchScript tracer where it can (0.7 s for the demo's convnets, against 3.6 s through
     torch.export, 2.5 s of which is that exporter's start-up in every process), else through torch.export, which
-    also takes what tracing cannot (an adaptive pool that upsamples, or a torch without the tracer). The export
-    stage's parity check proves the file against PyTorch either way."""
+    also takes what tracing cannot (a torch without the tracer, or an operator it has no translation for). The
+    export stage's parity check proves the file against PyTorch either way."""
     model = model.cpu().eval()
     example = torch.zeros(2, *image_shape)  # batch 2: torch.export specializes a dimension of size 1
     try:
         with warnings.catch_warnings(), _native_stdout_silenced():
             warnings.simplefilter("ignore")  # the tracer's deprecation and tracing notes
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
+            torch.onnx.export(_traceable(model, example), (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                               opset_version=OPSET, dynamo=False, dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
     except Exception:
         _export_through_torch_export(model, example, path)
@@ -41,6 +42,59 @@ def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, ...]) -> N
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
         raise KDError(f"{path}: ONNX export failed ({_first_line(e)})") from None
+
+
+def _traceable(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """`model`, or a copy of it whose adaptive average pools that the tracer refuses (an output size that does not
+    divide the input's: a LeNet head pooling 16x16 images' 1x1 maps to 5x5) are the linear maps they are at this
+    image size, which the tracer writes as two MatMuls."""
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def record(name: str):
+        def hook(module, args, output) -> None:  # a hook that returns something replaces the output
+            sizes[name] = tuple(args[0].shape[-2:])
+        return hook
+    hooks = [module.register_forward_hook(record(name))
+             for name, module in model.named_modules() if isinstance(module, nn.AdaptiveAvgPool2d)]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    refused = {name: _PoolingMatrices(model.get_submodule(name), size) for name, size in sizes.items()}
+    refused = {name: pool for name, pool in refused.items() if not pool.divides}
+    if not refused:
+        return model
+    model = copy.deepcopy(model)
+    for name, pool in refused.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, pool)
+    return model
+
+
+class _PoolingMatrices(nn.Module):
+    """An adaptive average pool on maps of a fixed size: rows @ x @ cols, where output cell i of a side averages
+    input cells floor(i * n / m) to ceil((i + 1) * n / m) - 1 (PyTorch's definition)."""
+
+    def __init__(self, pool: nn.AdaptiveAvgPool2d, size: tuple[int, int]):
+        super().__init__()
+        wanted = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * 2
+        (h, w), (oh, ow) = size, (o or n for o, n in zip(wanted, size))
+        self.divides = h % oh == 0 and w % ow == 0  # the tracer writes these itself, as average pooling
+        self.register_buffer("rows", self.averaging(h, oh))
+        self.register_buffer("cols", self.averaging(w, ow).T.contiguous())
+
+    @staticmethod
+    def averaging(n: int, m: int) -> torch.Tensor:
+        weights = torch.zeros(m, n)
+        for i in range(m):
+            start, end = (i * n) // m, -((-(i + 1) * n) // m)
+            weights[i, start:end] = 1.0 / (end - start)
+        return weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rows @ x @ self.cols
 
 
 def _export_through_torch_export(model: nn.Module, example: torch.Tensor, path: Path) -> None:

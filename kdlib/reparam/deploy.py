@@ -9,7 +9,7 @@ import torch
 from kdlib.config import Params
 from kdlib.data.prepared import load_prepared, test_loader
 from kdlib.atomic import atomic_write_text
-from kdlib.engine.checkpoint import load_model, save_model
+from kdlib.engine.checkpoint import save_model, trained_model
 from kdlib.engine.evaluate import evaluate
 from kdlib.engine.latency import latency_ms
 from kdlib.counting import count_flops, count_parameters
@@ -31,10 +31,8 @@ def fuse_run(name: str, params: Params, device: torch.device) -> dict:
     if run.block_type != "acb":
         raise KDError(f"runs.{name}: block_type is '{run.block_type}'; only ACB runs are fused")
     folder = run_dir(name)
-    for stale in ("deploy.pt", "fuse.json"):  # a failed fuse must not leave an older success behind
-        (folder / stale).unlink(missing_ok=True)
     files = load_prepared(dataset_dir(run.dataset))
-    model, _ = load_model(folder / "model.pt", run.model, files.num_classes)
+    model = trained_model(params, name, files.num_classes)
     model = model.to(device).eval()
     deployed = to_deploy(model)
     loader = test_loader(files, run.batch_size)
