@@ -88,7 +88,8 @@ BAD = [
      "runs.student.augment.autoaugmnt: unknown key (did you mean 'autoaugment'?)"),
     (lambda r: r["runs"]["student"].update(block_type="ac"), "runs.student.block_type: Input should be 'base' or 'acb'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(method="features"),
-     "runs.student_kd.distill.method: Input should be 'logits', 'logits_mse', 'feature', 'at', 'dkd', 'kd_mse' or 'stablekd'"),
+     "runs.student_kd.distill.method: Input should be 'logits', 'logits_mse', 'feature', 'at', 'dkd', 'st', 'nst', "
+     "'reviewkd', 'kd_mse' or 'stablekd'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(schedule="three_phase"),
      "runs.student_kd.distill: schedule 'three_phase' fixes alpha at 1, 0.5, 0 by thirds of the epochs; remove 'alpha'"),
     (lambda r: r["runs"]["student_kd"]["distill"].update(schedule="linear"),
@@ -184,7 +185,7 @@ def test_stage_exits_with_one_line_and_writes_nothing(tmp_path, tiny_raw):
         f"error: {bad}: runs.student.model: unknown model 'resnet21' (did you mean 'resnet20'?) "
         f"(known: lenet5bn, lenet5bn_deep, cifar_quick, cifar_quick_deep, vgg16, vgg_shallow, resnet20, resnet56, "
         f"resnet8x4, resnet32x4, wrn_16_2, wrn_40_2, mobilenetv2, resnet18, resnet34, resnet101, efficientnetv2_s, "
-        f"efficientnetv2_l)"]
+        f"efficientnetv2_l, vit_t, vit_t_d8, swin_t, swin_s, swin_t_224, swin_s_224)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 

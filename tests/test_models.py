@@ -1,4 +1,7 @@
 """The registry: every model builds, runs, exposes stages/head/features, and has the published size."""
+import importlib
+import inspect
+
 import pytest
 import torch
 
@@ -6,7 +9,7 @@ from kdlib.errors import KDError
 from kdlib.models.build import build_model
 from kdlib.models.registry import MODELS, PRETRAINED
 
-HEAVY = {"resnet101", "efficientnetv2_l"}  # built, but not run through every test (seconds each)
+HEAVY = {"resnet101", "efficientnetv2_l", "swin_s", "swin_t_224", "swin_s_224"}  # built, not run by every test
 
 
 @pytest.mark.parametrize("name", sorted(set(MODELS) - HEAVY))
@@ -30,6 +33,23 @@ PUBLISHED = {"resnet20": 0.28e6, "resnet56": 0.86e6, "resnet8x4": 1.23e6, "resne
 def test_parameter_counts_match_published(name, count):
     params = sum(p.numel() for p in build_model(name, 100).parameters())
     assert params == pytest.approx(count, rel=0.02)
+
+
+def test_transformers_at_the_seeds_sizes():
+    """Seed 003's transformers: ViT-T at 32x32 has as many parameters as timm's own ViT of that configuration
+    (patch 4, 192 channels, 3 heads, mean-token classifier); Swin-T and Swin-S in their ImageNet configuration
+    have the published counts (28.3M and 49.6M with 1000 classes); layers per stage as the seed decomposes them."""
+    from timm.models.vision_transformer import VisionTransformer
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    reference = VisionTransformer(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, class_token=False,
+                                  global_pool="avg", num_classes=100)
+    assert count(build_model("vit_t", 100)) == count(reference) == 5_379_748
+    assert count(build_model("swin_t_224", 1000)) == 28_288_354
+    assert count(build_model("swin_s_224", 1000)) == 49_606_258
+    layers = lambda name: [sum(type(m).__name__ in ("Block", "SwinTransformerBlock") for m in stage.modules())
+                           for stage in build_model(name, 10).stages]
+    assert layers("vit_t") == [3, 3, 3, 3] and layers("vit_t_d8") == [2, 2, 2, 2]
+    assert layers("swin_t") == [2, 2, 6, 2] and layers("swin_s") == [2, 2, 18, 2]
 
 
 def _convs(model):
@@ -88,4 +108,7 @@ def test_pretrained_offline_is_one_clear_error(monkeypatch):
         build_model("lenet5bn", 10, pretrained=True)
     with pytest.raises(KDError, match="model 'resnet34' has a fixed width"):
         build_model("resnet34", 10, width=0.5)
-    assert PRETRAINED == {"resnet18", "resnet34", "resnet101", "efficientnetv2_s", "efficientnetv2_l"}
+    for name, target in MODELS.items():  # exactly the constructors that take `pretrained` are listed
+        module, function = target.split(":")
+        signature = inspect.signature(getattr(importlib.import_module(module), function))
+        assert ("pretrained" in signature.parameters) == (name in PRETRAINED), name

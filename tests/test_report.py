@@ -33,14 +33,15 @@ def test_differences_pair_seeds_and_a_shared_teacher_pairs_with_each():
     assert combine(lambda a, b: a - b, {0: 1.0}, {3: 2.0}) == {}
 
 
-SEED003 = {"s3_kd": 71.0, "s3_at": 69.0, "s3_dkd": 72.0, "s3_kd_mse": 73.0, "s3_stablekd_0": 66.0,
-           "s3_stablekd": 75.0, "s3_kd_half": 61.0, "s3_stablekd_half": 68.0}
+SEED003 = {"s3_kd": 71.0, "s3_at": 69.0, "s3_dkd": 72.0, "s3_st": 70.5, "s3_nst": 70.0, "s3_reviewkd": 72.5,
+           "s3_kd_mse": 73.0, "s3_stablekd_0": 66.0, "s3_stablekd": 75.0, "s3_kd_half": 61.0, "s3_stablekd_half": 68.0}
 ACC = {"teacher": 80.0, "student": 60.0, "student_acb": 62.0, "student_kd": 70.0, "student_kd_feature": 65.0,
-       "student_kd_v2_s0": 74.0, "student_kd_v2_s1": 76.0, "gen3": 58.0, "gen3_scratch": 50.0, **SEED003}
+       "student_kd_v2_s0": 74.0, "student_kd_v2_s1": 76.0, "gen3": 58.0, "gen3_scratch": 50.0, **SEED003,
+       "vit_teacher": 40.0, "vit_stablekd": 35.0}
 PARAMS = {"teacher": 200_000, "student": 50_000, "student_acb": 52_000, "student_kd": 50_000,
           "student_kd_feature": 50_000, "student_kd_v2_s0": 50_000, "student_kd_v2_s1": 50_000, "gen3": 12_500,
-          "gen3_scratch": 12_500, **{name: 20_000 for name in SEED003}}
-SECONDS = {"s3_kd": [2.0, 2.2], "s3_stablekd": [2.1, 2.5]}  # training seconds per epoch
+          "gen3_scratch": 12_500, **{name: 20_000 for name in SEED003}, "vit_teacher": 300_000, "vit_stablekd": 200_000}
+SECONDS = {"s3_kd": [2.0, 2.2], "s3_stablekd": [2.1, 2.5], "s3_st": [6.0, 6.6]}  # training seconds per epoch
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def known(tmp_path, monkeypatch):
         (folder / "metrics.json").write_text(json.dumps(
             {"params": train_params, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc}}))
         (folder / "eval.json").write_text(json.dumps({"test_acc": acc}))
-        stablekd = {"stage": [0, 1], "blocks": [4, 2]} if name.startswith("s3_stablekd") else {}
+        stablekd = {"stage": [0, 1], "blocks": [4, 2]} if name.startswith(("s3_stablekd", "vit_stablekd")) else {}
         pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0], "test_loss": [2.5, 1.5],
                       "train_s": SECONDS.get(name, [1.0, 1.0]), **stablekd}).to_csv(folder / "history.csv", index=False)
         if blocks == "acb":
@@ -158,7 +159,8 @@ def test_gap_change_says_whether_the_gap_shrank_or_grew():
 def test_seed003_tables(known, tmp_path):
     params, res = known
     study = seed003.Study(params, res)
-    assert study.schemes == ["KD", "AT", "DKD", "KD + MSE", "StableKD-4/0", "StableKD-4/1"]  # k from the history
+    assert study.schemes == ["KD", "AT", "DKD", "ST", "NST", "ReviewKD", "KD + MSE", "StableKD-4/0",
+                             "StableKD-4/1"]  # labels from the methods table, k from the history
     assert study.budgets == [3]
     t5 = rows_of(seed003.budget_table(study), tmp_path)
     assert t5["StableKD-4/1"]["3 epochs"] == "75.00" and t5["KD"]["3 epochs"] == "71.00"
@@ -171,6 +173,8 @@ def test_seed003_tables(known, tmp_path):
     assert (t4["KD"], t4["KD + MSE"], t4["StableKD-4/0"], t4["StableKD-4/1"]) == ("71.00", "73.00", "66.00", "75.00")
     t7 = rows_of(seed003.time_table(study), tmp_path)
     assert t7["KD"]["s per epoch (3 epochs)"] == "2.10" and t7["StableKD-4/1"]["x KD"] == f"{2.3 / 2.1:.2f}"
+    assert t7["ST"]["x KD"] == f"{6.3 / 2.1:.2f}" and t7["ST"]["seed 003 x KD (CIFAR-100)"] == f"{120.6 / 36.3:.2f}"
+    assert t7["StableKD-4/1"]["seed 003 x KD (CIFAR-100)"] == "-"  # the seed timed StableKD-5/2 only
 
 
 def test_seed003_runs_must_fill_distinct_cells(known):

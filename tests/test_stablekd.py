@@ -13,7 +13,8 @@ from kdlib.data.prepared import class_fraction
 from kdlib.data.splits import Split
 from kdlib.distill.at import at_loss, attention_map
 from kdlib.distill.distiller import Distiller
-from kdlib.distill.dkd import dkd_terms, dkd_warmup
+from kdlib.distill.dkd import dkd_terms
+from kdlib.distill.schedules import warmup
 from kdlib.distill.kd import kd_kl
 from kdlib.distill.blockwise import fold_projectors, student_in_teacher_widths
 from kdlib.distill.stablekd import groups_at, initial_groups, recompose
@@ -145,7 +146,7 @@ def test_dkd_golden_values_and_the_kd_decomposition():
     assert got_t.item() == pytest.approx(tckd, rel=1e-5) and got_n.item() == pytest.approx(nckd, rel=1e-5)
     # DKD's identity: KD = TCKD + (1 - p_target^teacher) NCKD.
     assert kd_kl(s, t, temperature).item() == pytest.approx(tckd + (1 - p_t[0]) * nckd, rel=1e-5)
-    assert [dkd_warmup(e, 24) for e in (0, 1, 2)] == [0.5, 1.0, 1.0]  # 24 epochs: two warm-up epochs
+    assert [warmup(e, 24) for e in (0, 1, 2)] == [0.5, 1.0, 1.0]  # 24 epochs: two warm-up epochs
 
 
 def test_stagewise_learning_rate_warms_up_and_anneals_every_stage():

@@ -121,7 +121,7 @@ class Distill(Strict):
     schedule: Literal["constant", "linear", "three_phase"] = "constant"
     alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None
     temperature: Annotated[float, Field(gt=0, le=1000)] | None = None  # default: 4, or 1 for kd_mse and stablekd
-    # The method's own weight (default: its row's): at 1000, dkd 8 (non-target term), st 1 (gradients), nst 50,
+    # The method's own weight (default: its row's): at 1000, dkd 8 (non-target term), st 10 (gradients), nst 50,
     # reviewkd 1.
     beta: Annotated[float, Field(ge=0, le=1e6)] | None = None
     kl_weight: Annotated[float, Field(ge=0, le=1e6)] = 1.0  # lambda of seed 003's Eq. 8: CE + lambda KL + sum of MSEs

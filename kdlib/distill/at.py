@@ -2,8 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from kdlib.distill.method import AddedTerms
-from kdlib.errors import KDError
+from kdlib.distill.method import AddedTerms, paired_stage_shapes
 
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
@@ -24,10 +23,7 @@ def at_loss(student_features: list[torch.Tensor], teacher_features: list[torch.T
 class Method(AddedTerms):
     def __init__(self, spec, student, teacher, input_shape, stage=0):
         super().__init__(spec, student, teacher, input_shape, stage)
-        s, t = student.stage_shapes(input_shape), teacher.stage_shapes(input_shape)
-        if [x[1:] for x in s] != [x[1:] for x in t]:
-            raise KDError(f"attention transfer pairs stage with stage at equal feature sizes; the student's "
-                          f"are {[x[1:] for x in s]}, the teacher's {[x[1:] for x in t]}")
+        paired_stage_shapes(spec.method, student, teacher, input_shape)
 
     def added(self, d, logits, features, t_logits, t_features, y, epoch):
         return {"at": self.spec.beta * at_loss(features, t_features)}

@@ -3,9 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from kdlib.distill.method import AddedTerms
+from kdlib.distill.schedules import warmup
 
 TARGET_WEIGHT = 1.0  # DKD's alpha on CIFAR; params.yaml's beta weighs the non-target term
-WARMUP_SHARE = 20 / 240  # DKD ramps its loss in linearly over its first 20 of 240 epochs
 
 
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -27,15 +27,10 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     return tckd * temperature ** 2, nckd * temperature ** 2
 
 
-def dkd_warmup(epoch: int, epochs: int) -> float:
-    """The DKD term's weight at 0-based `epoch`: rising linearly to 1 over the first 1/12 of the epochs."""
-    return min(1.0, (epoch + 1) / max(1.0, WARMUP_SHARE * epochs))
-
-
 class Method(AddedTerms):
     """Cross-entropy plus DKD's terms, which need class indices, not mixed labels."""
 
     def added(self, d, logits, features, t_logits, t_features, y, epoch):
         tckd, nckd = dkd_terms(logits, t_logits, y, self.spec.temperature)
-        warm = dkd_warmup(epoch, d.epochs)
+        warm = warmup(epoch, d.epochs)
         return {"tckd": warm * TARGET_WEIGHT * tckd, "nckd": warm * self.spec.beta * nckd}

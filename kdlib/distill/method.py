@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from kdlib.distill.methods import METHODS
+from kdlib.errors import KDError
 
 
 class Method:
@@ -77,6 +78,17 @@ class AddedTerms(Method):
         losses = {"ce": d.hard_loss(logits, y)}
         losses |= self.added(d, logits, features, t_logits, t_features, y, epoch)
         return logits, losses
+
+
+def paired_stage_shapes(method: str, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, int, int]
+                        ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """The stage output shapes (C, H, W) of both networks, for methods that compare stage i with stage i at
+    equal feature sizes (the channel counts may differ)."""
+    s, t = student.stage_shapes(input_shape), teacher.stage_shapes(input_shape)
+    if [x[1:] for x in s] != [x[1:] for x in t]:
+        raise KDError(f"{METHODS[method]['label']} pairs stage with stage at equal feature sizes; the student's are "
+                      f"{[x[1:] for x in s]}, the teacher's {[x[1:] for x in t]}")
+    return s, t
 
 
 def method_class(name: str) -> type[Method]:

@@ -38,6 +38,22 @@ METHODS = {
     "dkd": {"module": "kdlib.distill.dkd", "label": "DKD",
             "keys": ["beta", "temperature"], "defaults": {"beta": 8.0, "temperature": 4.0},
             "uses_alpha": False, "pairs_stages": False, "needs_class_indices": True},
+    # Sobolev training (Czarnecki et al.): KD plus the input-gradients of the outputs matched along a random
+    # direction; beta weighs the gradient term (per input element: at 10 it starts near the KD term's size on
+    # the demo's images).
+    "st": {"module": "kdlib.distill.st", "label": "ST",
+           "keys": ["alpha", "schedule", "alpha_end", "temperature", "beta"],
+           "defaults": {"temperature": 4.0, "beta": 10.0},
+           "uses_alpha": True, "pairs_stages": False, "needs_class_indices": False},
+    # Neuron selectivity transfer (Huang & Wang): MMD between the channels' activation patterns at every stage;
+    # beta: NST's lambda with the polynomial kernel on CIFAR.
+    "nst": {"module": "kdlib.distill.nst", "label": "NST",
+            "keys": ["beta"], "defaults": {"beta": 50.0},
+            "uses_alpha": False, "pairs_stages": True, "needs_class_indices": False},
+    # Knowledge review (Chen et al.): fused student stages against every teacher stage, hierarchical context loss.
+    "reviewkd": {"module": "kdlib.distill.reviewkd", "label": "ReviewKD",
+                 "keys": ["beta"], "defaults": {"beta": 1.0},
+                 "uses_alpha": False, "pairs_stages": True, "needs_class_indices": False},
     # CE + kl_weight * KL + MSE at every stage output, end to end (seed 003's ablation; T = 1 throughout).
     "kd_mse": {"module": "kdlib.distill.kd_mse", "label": "KD + MSE",
                "keys": ["kl_weight", "temperature"], "defaults": {"temperature": 1.0},

@@ -15,10 +15,12 @@ from kdlib.errors import KDError
 from kdlib.models.base import StagedNet
 
 TORCHVISION_NAMES = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet101": "resnet101",
-                     "efficientnetv2_s": "efficientnet_v2_s", "efficientnetv2_l": "efficientnet_v2_l"}
+                     "efficientnetv2_s": "efficientnet_v2_s", "efficientnetv2_l": "efficientnet_v2_l",
+                     "swin_t_224": "swin_t", "swin_s_224": "swin_s"}
 
 
-def _imagenet_model(name: str, pretrained: bool) -> nn.Module:
+def imagenet_model(name: str, pretrained: bool) -> nn.Module:
+    """torchvision's model for a registry name, with its published ImageNet weights if `pretrained`."""
     import torchvision.models as tvm
     tv_name = TORCHVISION_NAMES[name]
     if not pretrained:
@@ -31,14 +33,14 @@ def _imagenet_model(name: str, pretrained: bool) -> nn.Module:
                       "(they are cached in ~/.cache/torch), or set 'pretrained: false'") from None
 
 
-def _no_width(name: str, width: float) -> None:
+def no_width(name: str, width: float) -> None:
     if width != 1.0:
         raise KDError(f"model '{name}' has a fixed width; set 'width: 1.0' (got {width})")
 
 
 def _resnet(name: str, num_classes: int, width: float, pretrained: bool) -> StagedNet:
-    _no_width(name, width)
-    net = _imagenet_model(name, pretrained)
+    no_width(name, width)
+    net = imagenet_model(name, pretrained)
     stem = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
     stages = [nn.Sequential(stem, net.bn1, net.relu, net.layer1), net.layer2, net.layer3, net.layer4]
     head = nn.Sequential(net.avgpool, nn.Flatten(), nn.Linear(net.fc.in_features, num_classes))
@@ -46,8 +48,8 @@ def _resnet(name: str, num_classes: int, width: float, pretrained: bool) -> Stag
 
 
 def _efficientnet(name: str, num_classes: int, width: float, pretrained: bool) -> StagedNet:
-    _no_width(name, width)
-    net = _imagenet_model(name, pretrained)
+    no_width(name, width)
+    net = imagenet_model(name, pretrained)
     net.features[0][0].stride = (1, 1)  # the 3x3 stem keeps its (pretrained) kernel, at stride 1
     stages = [nn.Sequential(*group) for group in _by_resolution(net.features)]
     classifier = nn.Sequential(net.classifier[0], nn.Linear(net.classifier[1].in_features, num_classes))
