@@ -17,7 +17,6 @@ from tabulate import tabulate
 
 from kdlib.config import load_params
 from kdlib.distill.distiller import Distiller
-from kdlib.distill.methods import METHODS
 from kdlib.engine.latency import alternating_median_ms, latency_ms
 from kdlib.models.build import build_model
 from kdlib.reparam.fusion import to_deploy
@@ -37,12 +36,15 @@ def latency_rows(params, classes: int, batch: int, seconds: float) -> list[dict]
     return rows
 
 
+SEED000_METHODS = ("logits", "logits_mse", "feature")  # one forward pass of each network, as the bare minimum
+
+
 def kd_step_rows(params, classes: int, batch: int, seconds: float) -> list[dict]:
     """Every distilled run (logit and feature KD): ms per training step, kdlib's against the bare minimum."""
     rows = []
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, classes, (batch,))
     for name, run in params.runs.items():
-        if run.teacher is None or not METHODS[run.distill.method]["uses_alpha"]:
+        if run.teacher is None or run.distill.method not in SEED000_METHODS:
             continue  # seed 003's methods have their own benchmark (benchmarks/stablekd.py)
         spec, t = run.distill, params.runs[run.teacher]
         teacher = build_model(t.model, classes, t.width, t.block_type)

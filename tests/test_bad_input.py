@@ -53,7 +53,8 @@ FILES = [
     ("huge", lambda text: text + "#" * MAX_BYTES, "bytes; a params file is at most 1,000,000"),
     ("yes key", lambda text: text.replace("  gen3:", "  yes:", 1), "the key 'yes' reads as bool True in YAML; quote it"),
     ("number key", lambda text: text.replace("  gen3:", "  3:", 1), "the key '3' reads as int 3 in YAML"),
-    ("duplicate profile", lambda text: "profile: a\n" + text, "duplicate key 'profile' at line 7: YAML would keep only"),
+    ("duplicate profile", lambda text: "profile: a\n" + text,
+     f"duplicate key 'profile' at line {TINY.read_text().splitlines().index('profile: tiny') + 2}: YAML would keep only"),
     ("not yaml", lambda text: text + "\n  : [\n", "not valid YAML"),
     ("list", lambda text: "- a\n- b\n", "the top level must be a mapping of keys"),
 ]

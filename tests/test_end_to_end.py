@@ -128,10 +128,10 @@ def test_default_edit_spares_runs_that_override_it(finished):
     expected = {f"{stage}_{run}" for run in ("student", "student_kd", "student_kd_feature", "student_kd_v2_s0",
                                              "student_kd_v2_s1", "gen3", "gen3_scratch", "s3_kd", "s3_at", "s3_dkd",
                                              "s3_st", "s3_nst", "s3_reviewkd", "s3_kd_mse", "s3_stablekd_0",
-                                             "s3_kd_half", "vit_stablekd")
+                                             "s3_kd_half")
                 for stage in ("train", "evaluate", "export")}
     expected |= {"train_student_acb", "fuse_student_acb", "evaluate_student_acb", "export_student_acb", "tables"}
-    # The teacher sets its own epochs, the two StableKD runs theirs stage by stage.
+    # The teachers set their own epochs, the three StableKD runs theirs stage by stage.
     assert snake == expected and dvc == by_params(expected)
 
 
