@@ -16,7 +16,8 @@ from torch import nn
 from kdlib.models.base import StagedNet, scale
 
 STAGES = 4
-HEADS = 3  # ViT-T: 192 channels, 3 heads, MLP ratio 4
+CHANNELS, HEADS = 192, 3  # ViT-T: 192 channels, 3 heads, MLP ratio 4
+PATCH, IMAGE_SIZE = 4, 32  # 8x8 tokens; other input sizes resize the position map
 
 
 class PatchEmbedding(nn.Module):
@@ -49,13 +50,12 @@ class TokenBlocks(nn.Module):
         return x.transpose(1, 2).reshape(n, c, h, w)
 
 
-def vit(num_classes: int, width: float, depth: int, channels: int = 192, patch: int = 4,
-        image_size: int = 32) -> StagedNet:
+def vit(num_classes: int, width: float, depth: int) -> StagedNet:
     """`depth` layers in four even stages (earlier stages take the remainder); `width` scales the channels."""
-    channels = scale(channels, width, HEADS)
+    channels = scale(CHANNELS, width, HEADS)
     per_stage = [depth // STAGES + (i < depth % STAGES) for i in range(STAGES)]
     layers = [[Block(channels, HEADS, mlp_ratio=4.0, qkv_bias=True) for _ in range(n)] for n in per_stage]
-    stages = [nn.Sequential(PatchEmbedding(channels, patch, image_size // patch), TokenBlocks(layers[0])),
+    stages = [nn.Sequential(PatchEmbedding(channels, PATCH, IMAGE_SIZE // PATCH), TokenBlocks(layers[0])),
               *(TokenBlocks(group) for group in layers[1:])]
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(channels), nn.Linear(channels, num_classes))
     return StagedNet(stages, head)
