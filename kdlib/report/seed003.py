@@ -31,7 +31,8 @@ SEED_TABLE7 = {"KD": 36.3, "AT": 37.5, "ST": 120.6, "NST": 60.0, "ReviewKD": 72.
 
 
 def scheme(params: Params, res: Results, name: str) -> str:
-    """'KD', 'AT', 'DKD', 'KD + MSE' or 'StableKD-k/n' (k blocks at the start, n recompositions)."""
+    """The method's label from the methods table (e.g. 'KD', 'ReviewKD', 'KD + MSE'), or 'StableKD-k/n' (k blocks
+    at the start, n recompositions)."""
     distill = params.written[name].distill
     if distill.method != "stablekd":
         return LABELS[distill.method]
