@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import shlex
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,6 +27,7 @@ from dvc.utils.serialize._py import parse_py
 from pydantic import BaseModel
 
 from kdlib.config import DENSE_ROLES, Params, ancestors, leaves, load_params, sets
+from kdlib.config.params import DEFAULT_PARAMS, stage_command
 from kdlib.distill.methods import METHODS
 from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
@@ -35,7 +35,6 @@ from kdlib.models.registry import model_module
 from kdlib.paths import dataset_dir, dense_data_dir, dense_run_dir, inference_checkpoint, run_dir
 from kdlib.report.studies import applicable, report_outputs
 
-DEFAULT_PARAMS = "params.yaml"
 # Modules that parse, validate, word messages or name things: a stage follows the values they resolve to (its
 # recipe, the table entries it uses), not their code.
 NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/models/registry.py",
@@ -65,11 +64,8 @@ class Stage:
     all_cores: bool = False
 
     def cmd(self, params_file: str) -> str:
-        """The stage's command line, every argument quoted: Snakemake and DVC run it through a shell, and the params
-        path is the user's."""
-        extra = [] if params_file == DEFAULT_PARAMS else ["--params", params_file]
-        return shlex.join(["python", self.script, *self.arg.split(), *extra] if self.arg else
-                          ["python", self.script, *extra])
+        """The stage's command line (kdlib.config.params.stage_command)."""
+        return stage_command(self.script, self.arg.split() if self.arg else [], params_file)
 
     @property
     def kind(self) -> str:

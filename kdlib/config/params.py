@@ -10,6 +10,8 @@ from kdlib.config.dense import EdgeExperiment, SRExperiment
 from kdlib.config.provenance import Source
 from kdlib.config.schema import DatasetSpec, Export, Report, Run, Strict
 
+DEFAULT_PARAMS = "params.yaml"  # the params file stage commands leave unnamed
+
 
 class Params(Strict):
     profile: str = "custom"
@@ -25,7 +27,7 @@ class Params(Strict):
     _written: dict[str, Run] = PrivateAttr(default_factory=dict)
     _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)
     _sources: dict[str, Source] = PrivateAttr(default_factory=dict)
-    _file: str = PrivateAttr(default="params.yaml")
+    _file: str = PrivateAttr(default=DEFAULT_PARAMS)
 
     @property
     def written(self) -> dict[str, Run]:
@@ -45,4 +47,10 @@ class Params(Strict):
 
     def command(self, script: str, *args: str) -> str:
         """The command line that runs a stage script with this params file, for messages that say what to rerun."""
-        return shlex.join(["python", script, *args, *(["--params", self._file] if self._file != "params.yaml" else [])])
+        return stage_command(script, args, self._file)
+
+
+def stage_command(script: str, args, params_file: str) -> str:
+    """`python <script> <args> [--params <file>]` with every argument quoted: Snakemake and DVC run stage commands
+    through a shell, and the params path is the user's."""
+    return shlex.join(["python", script, *args, *(["--params", params_file] if params_file != DEFAULT_PARAMS else [])])
