@@ -1,5 +1,6 @@
 # The commands of the README:
 #   make        create .venv, install, run the whole default pipeline, record it in dvc.lock
+#               (under kdlib.warm: every job is forked from one process that has imported torch and kdlib)
 #               (dvc commit rewrites outputs from its cache; `snakemake --touch` then restores the
 #               file times Snakemake compares, so `snakemake -n` and `dvc status` both say: up to date)
 #   make test   create .venv, install, run the test suite
@@ -27,7 +28,7 @@ $(BIN)/kdlib-installed: pyproject.toml
 pipeline: $(BIN)/kdlib-installed
 	@start=$$(date +%s); jobs=.snakemake/kdlib-jobs.jsonl; mkdir -p .snakemake && rm -f $$jobs; \
 	$(BIN)/python -m kdlib.pipeline dvc && \
-	KDLIB_JOB_LOG="$(CURDIR)/$$jobs" snakemake --cores all --resources gpu=1 && \
+	KDLIB_JOB_LOG="$(CURDIR)/$$jobs" $(BIN)/python -m kdlib.warm snakemake --cores all --resources gpu=1 && \
 	log=$$(find .snakemake/log -name '*.snakemake.log' -newermt @$$start 2>/dev/null | sort | tail -1) && \
 	dvc commit --force --quiet && \
 	snakemake --touch --cores 1 --quiet && \

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kdlib.config import Params, load_params
 from kdlib.errors import KDError
+from kdlib.warm import process_start
 
 JOB_LOG = "KDLIB_JOB_LOG"
 
@@ -54,14 +55,14 @@ def stage_main(description: str, body, takes_name: bool = True, takes_stage: boo
 
 
 def _process_age() -> float | None:
-    """Seconds since this process started (Linux, from /proc): the interpreter, the imports and params validation
-    before a stage's first useful work. None where /proc is missing."""
+    """Seconds since this job's process started (Linux, from /proc; under kdlib.warm, the stage process that
+    handed the job over): the interpreter, the imports and params validation before a stage's first useful work.
+    None where /proc is missing."""
+    started = process_start()
     try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return None if started is None else float(Path("/proc/uptime").read_text().split()[0]) - started
     except (OSError, ValueError, IndexError):
         return None
-    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def require(params: Params, section: str, name: str) -> None:

@@ -37,11 +37,11 @@ from kdlib.report.studies import applicable, report_outputs
 
 # Modules that parse, validate, word messages or name things: a stage follows the values they resolve to (its
 # recipe, the table entries it uses), not their code.
-NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/models/registry.py",
+NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/warm.py", "kdlib/models/registry.py",
                    "kdlib/distill/methods.py", "kdlib/dense/registry.py", "kdlib/dense/checks.py")
 MODELS_TABLE, METHODS_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py"
 DENSE_TABLE = "kdlib/dense/registry.py"
-STAGE_KINDS = ("prepare", "train", "fuse", "evaluate", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
+STAGE_KINDS = ("prepare", "train", "fuse", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
 
 
 @dataclass(frozen=True)
@@ -304,16 +304,12 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                              deps_list(["stages/fuse.py"], test_data, [str(folder / "model.pt")],
                                        sorted(set(code_deps("stages/fuse.py") + model_code))),
                              outs=[str(folder / "deploy.pt")], metrics=[str(folder / "fuse.json")], all_cores=True))
-        out.append(Stage(f"evaluate_{name}", "stages/evaluate.py", name,
-                         deps_list(["stages/evaluate.py"], test_data, checkpoint,
-                                   sorted(set(code_deps("stages/evaluate.py") + model_code))),
-                         metrics=[str(folder / "eval.json")]))
         export_tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
         out.append(Stage(f"export_{name}", "stages/export.py", name,
                          deps_list(["stages/export.py"], test_data, checkpoint,
                                    [str(folder / "model.pt")] if run.block_type == "acb" else [],
                                    sorted(set(code_deps("stages/export.py") + model_code))),
-                         outs=[str(folder / "model.onnx")], metrics=[str(folder / "export.json")],
+                         outs=[str(folder / "model.onnx")], metrics=[str(folder / f) for f in ("eval.json", "export.json")],
                          params=["export"] if "export" in raw else [], tables=export_tables,
                          values=_values({"export": params.export.model_dump()}, export_tables),
                          all_cores=True))
@@ -428,7 +424,7 @@ def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
               "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py). A stage's deps\n"
               "# are its script, its data, its teacher's checkpoint, then the kdlib code it runs; a training stage's\n"
               "# params are the params.yaml keys of its run and of every run upstream, and the table entries they\n"
-              "# resolve to (fusing, evaluating and exporting read the checkpoint, which reflects them).\n")
+              "# resolve to (fusing and exporting read the checkpoint, which reflects them).\n")
     return header + yaml.dump(dvc_yaml(params_file), Dumper=_PlainDumper, sort_keys=False, width=120,
                               default_flow_style=None)
 

@@ -1,4 +1,9 @@
 """Prepare one dense experiment's data into data/dense/<name>/ (train.pt, test.pt, meta.json)."""
+
+from kdlib import warm
+
+warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with torch imported runs the job
+
 from kdlib.cli import require, stage_main
 from kdlib.dense.data import prepare
 from kdlib.dense.checks import check

@@ -1,4 +1,9 @@
 """Train one role of a dense experiment (teacher, scratch or kd) into results/dense/<name>/<role>/."""
+
+from kdlib import warm
+
+warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with torch imported runs the job
+
 from kdlib.cli import require, stage_main
 from kdlib.config import DENSE_ROLES
 from kdlib.dense.train import train

@@ -2,6 +2,11 @@
 
 Fails, writing nothing, if the fused model predicts differently from the unfused one on any test image.
 """
+
+from kdlib import warm
+
+warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with torch imported runs the job
+
 from kdlib.cli import require, stage_main
 from kdlib.engine.device import pick_device
 from kdlib.reparam.deploy import fuse_run

@@ -1,4 +1,9 @@
 """Build one dataset from its source into data/<name>/ (train.pt, test.pt, meta.json)."""
+
+from kdlib import warm
+
+warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with torch imported runs the job
+
 from kdlib.cli import require, stage_main
 from kdlib.data.prepared import save_prepared
 from kdlib.data.sources import build

@@ -1,4 +1,9 @@
 """Compile every run's metrics into results/tables/*.md, results/figures/*.png and results/report.md."""
+
+from kdlib import warm
+
+warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with torch imported runs the job
+
 from kdlib.cli import stage_main
 from kdlib.report.studies import REPORT
 from kdlib.report.tables import write_report

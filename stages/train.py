@@ -1,5 +1,10 @@
 """Train one run (from scratch, or distilled from its teacher) into results/runs/<name>/; with --stage, one
 stage of a StableKD run into results/runs/<name>/stage<C>.pt. With KDLIB_NPROC=N, on N processes (torchrun)."""
+
+from kdlib import warm
+
+warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with torch imported runs the job
+
 import sys
 
 from kdlib.cli import require, stage_main

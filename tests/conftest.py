@@ -65,7 +65,7 @@ def finished(tmp_path_factory) -> Path:
     """A workspace where the whole tiny DAG has run and both tools record it as up to date (shared: read it,
     or restore what you change)."""
     ws = make_workspace(tmp_path_factory.mktemp("e2e"))
-    run([SNAKEMAKE, "--cores", "2", "--resources", "gpu=1"], ws)
+    run([sys.executable, "-m", "kdlib.warm", SNAKEMAKE, "--cores", "2", "--resources", "gpu=1"], ws)  # as `make`
     run([DVC, "commit", "--force", "--quiet"], ws)
     run([SNAKEMAKE, "--touch", "--cores", "1", "--quiet"], ws)
     return ws
@@ -79,10 +79,10 @@ def descendants(direct: set[str], params: Path = TINY) -> set[str]:
 
 
 def by_params(planned: set[str]) -> set[str]:
-    """Of the stages Snakemake plans after a params edit, those `dvc status` names: fusing, evaluating and exporting
+    """Of the stages Snakemake plans after a params edit, those `dvc status` names: fusing and exporting
     read a run's checkpoint, not its recipe, so DVC re-runs them once the checkpoint changes (Snakemake plans them
     at once, as its inputs will change)."""
-    return {s for s in planned if not s.startswith(("fuse_", "evaluate_", "export_"))}
+    return {s for s in planned if not s.startswith(("fuse_", "export_"))}
 
 
 def to_rerun(ws: Path) -> tuple[set[str], set[str]]:

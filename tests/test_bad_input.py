@@ -271,7 +271,7 @@ def test_a_failing_fuse_or_export_keeps_the_last_good_files(finished, monkeypatc
     monkeypatch.chdir(finished)
     params = load_params("params.yaml")
     folder = finished / "results/runs/teacher"
-    kept = {name: (folder / name).read_bytes() for name in ("deploy.pt", "fuse.json", "model.onnx", "export.json")}
+    kept = {name: (folder / name).read_bytes() for name in ("deploy.pt", "fuse.json", "eval.json", "model.onnx", "export.json")}
 
     def no_memory(*args, **kwargs):
         raise KDError("a latency batch too large to allocate")

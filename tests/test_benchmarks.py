@@ -10,7 +10,7 @@ import workflow  # noqa: E402  (benchmarks/ is a folder of scripts)
 
 
 def test_the_suite_measures_a_finished_workspace(finished, tmp_path):
-    run([sys.executable, str(REPO / "benchmarks/suite.py"), "--seconds", "0.05", "--batches", "2", "--repeats", "1",
+    run([sys.executable, str(REPO / "benchmarks/suite.py"), "--seconds", "0.05", "--batch", "8", "--batches", "2", "--repeats", "1",
          "--out", str(tmp_path)], finished)
     results = json.loads((tmp_path / "benchmarks.json").read_text())
     assert [r["run"] for r in results["kd_step"]] == ["student_kd", "student_kd_feature", "student_kd_v2_s0",
@@ -58,8 +58,8 @@ def test_seconds_by_stage_kind_add_up_the_job_log(tmp_path, monkeypatch):
     log.write_text("".join(json.dumps(j) + "\n" for j in [
         {"kind": "train", "job": "a", "startup_s": 4.0, "total_s": 20.0},
         {"kind": "train", "job": "b", "startup_s": 3.0, "total_s": 10.0},
-        {"kind": "evaluate", "job": "a", "startup_s": 2.5, "total_s": 3.0}]))
+        {"kind": "export", "job": "a", "startup_s": 2.5, "total_s": 3.0}]))
     record = workflow.record_pipeline(30, None, log)
-    assert record["by_kind"] == {"evaluate": {"jobs": 1, "seconds": 3.0, "startup_seconds": 2.5},
+    assert record["by_kind"] == {"export": {"jobs": 1, "seconds": 3.0, "startup_seconds": 2.5},
                                  "train": {"jobs": 2, "seconds": 30.0, "startup_seconds": 7.0}}
     assert (record["job_seconds"], record["startup_seconds"], record["startup_share"]) == (33.0, 9.5, round(9.5 / 33, 3))

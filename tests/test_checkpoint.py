@@ -71,18 +71,18 @@ def test_missing(tmp_path):
         load_model(tmp_path / "model.pt")
 
 
-def test_evaluate_stage_reports_corrupt_checkpoint(tmp_path):
+def test_export_stage_reports_corrupt_checkpoint(tmp_path):
     ws = make_workspace(tmp_path)
     env = {"PYTHONPATH": str(ws), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "stages/prepare.py", "digits"], cwd=ws, env=env, check=True, capture_output=True)
     target = ws / "results/runs/student/model.pt"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not a checkpoint")
-    out = subprocess.run([sys.executable, "stages/evaluate.py", "student"], cwd=ws, env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "stages/export.py", "student"], cwd=ws, env=env, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("error: results/runs/student/model.pt: checkpoint cannot be read")
     assert target.read_bytes() == b"not a checkpoint"  # nothing overwritten
-    assert not (ws / "results/runs/student/eval.json").exists()
+    assert not any((ws / "results/runs/student" / f).exists() for f in ("eval.json", "model.onnx", "export.json"))
 
 
 def test_incomplete_checkpoint(tmp_path):

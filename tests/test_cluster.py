@@ -98,8 +98,8 @@ def cluster(tmp_path_factory) -> FakeCluster:
 
 @pytest.fixture(scope="module")
 def submitted(cluster) -> dict[str, dict]:
-    """The tiny teacher's chain: prepare (CPU), train (GPU), fuse (CPU, 4 cores), evaluate (CPU)."""
-    return cluster.submit("evaluate_teacher")
+    """The tiny teacher's chain: prepare (CPU), train (GPU), fuse (CPU, 4 cores), export (CPU, 4 cores)."""
+    return cluster.submit("export_teacher")
 
 
 def test_gpu_rule_submission(submitted, cluster):
@@ -114,12 +114,14 @@ def test_gpu_rule_submission(submitted, cluster):
 
 
 def test_cpu_rule_submissions(submitted):
-    assert set(submitted) == {"prepare_digits", "train_teacher", "fuse_teacher", "evaluate_teacher"}
-    for rule, kind in (("prepare_digits", "prepare"), ("evaluate_teacher", "evaluate")):
-        assert resolved(submitted[rule]) == expected(rule, kind, **{"--ntasks": "1", "--cpus-per-task": "1"})
-    # Fusing times inference on all of its cores: the kind asks for a fixed number, not the submit host's.
-    assert resolved(submitted["fuse_teacher"]) == expected("fuse_teacher", "fuse", **{
-        "--ntasks": "1", "--cpus-per-task": str(KINDS["fuse"]["cpus_per_task"])})
+    assert set(submitted) == {"prepare_digits", "train_teacher", "fuse_teacher", "export_teacher"}
+    assert resolved(submitted["prepare_digits"]) == expected("prepare_digits", "prepare", **{
+        "--ntasks": "1", "--cpus-per-task": "1"})
+    # Fusing and exporting time inference on all of their cores: the kind asks for a fixed number, not the
+    # submit host's.
+    for rule, kind in (("fuse_teacher", "fuse"), ("export_teacher", "export")):
+        assert resolved(submitted[rule]) == expected(rule, kind, **{
+            "--ntasks": "1", "--cpus-per-task": str(KINDS[kind]["cpus_per_task"])})
 
 
 def test_multi_gpu_training_and_a_rule_override(cluster):

@@ -88,9 +88,10 @@ def two_process_runs(finished, tmp_path_factory):
     ws = make_workspace(tmp_path_factory.mktemp("ddp"))
     shutil.copytree(finished / "data", ws / "data")
     shutil.copytree(finished / "results/runs/teacher", ws / "results/runs/teacher")
-    out = {name: run([sys.executable, "stages/train.py", name], ws, env={"KDLIB_NPROC": "2", "OMP_NUM_THREADS": "1"})
-           for name in ("student", "student_kd_feature")}
-    return ws, out
+    names = ("student", "student_kd_feature")  # side by side: each waits on its own processes' start-up
+    done = run_all([[sys.executable, "stages/train.py", name] for name in names], ws,
+                   env={"KDLIB_NPROC": "2", "OMP_NUM_THREADS": "1"})
+    return ws, dict(zip(names, done))
 
 
 @pytest.mark.parametrize("name", ["student", "student_kd_feature"])

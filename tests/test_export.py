@@ -14,6 +14,7 @@ import kdlib.export.export_run as export_run
 from kdlib.config import load_params
 from kdlib.data import prepared
 from kdlib.distill.blockwise import fold_projectors, student_in_teacher_widths
+from kdlib.engine.evaluate import evaluate
 from kdlib.counting import count_flops
 from kdlib.errors import KDError
 from kdlib.export.onnx_model import export_onnx, opset, predict, session
@@ -44,7 +45,8 @@ def exported(model: nn.Module, tmp_path, shape=(3, 32, 32)):
     export_onnx(model, path, shape)
     runtime = session(path, threads=2)
     images = torch.randn(37, *shape)
-    check = parity(model, runtime, DataLoader(TensorDataset(images, torch.randint(0, 10, (37,))), batch_size=16))
+    loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (37,))), batch_size=16)
+    check = parity(evaluate(model, loader, torch.device("cpu"))["logits"], runtime, loader)
     assert check["passed"] and check["num_test"] == 37 and not check["differing_top1"], check
     assert check["max_abs_logit_diff"] <= TOLERANCE == 1e-4
     with torch.no_grad():
@@ -123,7 +125,8 @@ def test_parity_catches_other_logits(tmp_path):
     last = [m for m in drifted.modules() if isinstance(m, nn.Linear)][-1]
     last.bias.data[3] += 1e-3  # 10x the tolerance, too little to change many classes
     images = TensorDataset(torch.randn(20, 3, 32, 32), torch.zeros(20, dtype=torch.long))
-    check = parity(drifted, session(path, 2), DataLoader(images, batch_size=8))
+    loader = DataLoader(images, batch_size=8)
+    check = parity(evaluate(drifted, loader, torch.device("cpu"))["logits"], session(path, 2), loader)
     assert not check["passed"] and check["max_abs_logit_diff"] == pytest.approx(1e-3, rel=1e-2)
 
 

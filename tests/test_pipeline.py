@@ -47,11 +47,11 @@ def test_stage_params_name_the_run_and_its_teachers():
     # The teacher sets its own epochs, so editing defaults.epochs does not re-run it.
     assert by_name["train_teacher"].params == ["datasets.digits", *(k for k in inherited if k != "defaults.epochs"),
                                                "runs.teacher"]
-    assert by_name["train_student_kd"].gpu and not by_name["evaluate_student_kd"].gpu
+    assert by_name["train_student_kd"].gpu and not by_name["export_student_kd"].gpu
     # The teacher is an ACB run: students learn from its fused checkpoint, written by its fuse stage.
     assert "results/runs/teacher/deploy.pt" in by_name["train_student_kd"].deps
     assert by_name["fuse_teacher"].outs == ["results/runs/teacher/deploy.pt"]
-    assert "results/runs/student_acb/deploy.pt" in by_name["evaluate_student_acb"].deps
+    assert "results/runs/student_acb/deploy.pt" in by_name["export_student_acb"].deps
     assert "fuse_student" not in by_name and by_name["fuse_teacher"].all_cores
 
 
@@ -83,8 +83,8 @@ def test_teacher_feeds_students_through_its_fuse_stage(tmp_path):
     _, dvc_edges = dvc_graph(ws)
     for edges in (snake_edges, dvc_edges):
         assert {("train_teacher", "fuse_teacher"), ("fuse_teacher", "train_student_kd"),
-                ("fuse_teacher", "train_student_kd_feature"), ("fuse_teacher", "evaluate_teacher"),
-                ("train_student_acb", "fuse_student_acb"), ("fuse_student_acb", "evaluate_student_acb")} <= edges
+                ("fuse_teacher", "train_student_kd_feature"), ("fuse_teacher", "export_teacher"),
+                ("train_student_acb", "fuse_student_acb"), ("fuse_student_acb", "export_student_acb")} <= edges
         assert ("train_teacher", "train_student_kd") not in edges
 
 
@@ -99,7 +99,7 @@ def test_three_generation_chain_and_seeds_in_the_dag(tmp_path):
         assert {e for e in edges if e[1] in ("train_gen3_scratch", "train_student")} == {
             ("prepare_digits", "train_gen3_scratch"), ("prepare_digits", "train_student")}
         assert not {e for e in edges if "student_kd_v2_s0" in e[0] and "student_kd_v2_s1" in e[1]}
-    assert {"train_gen3_scratch", "evaluate_gen3_scratch", "train_student_kd_v2_s0", "train_student_kd_v2_s1"} <= snake_nodes
+    assert {"train_gen3_scratch", "export_gen3_scratch", "train_student_kd_v2_s0", "train_student_kd_v2_s1"} <= snake_nodes
     assert "train_student_kd_scratch" not in snake_nodes  # `student` already is its baseline
 
 

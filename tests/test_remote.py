@@ -83,7 +83,7 @@ def test_push_then_pull_into_a_fresh_clone_reruns_nothing(finished, tmp_path):
     raw["datasets"]["digits"]["image_size"] = 12
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     snake, dvc = to_rerun(clone)
-    assert dvc == by_params(snake) and {"prepare_digits", "train_teacher", "evaluate_teacher", "tables"} <= snake
+    assert dvc == by_params(snake) and {"prepare_digits", "train_teacher", "export_teacher", "tables"} <= snake
     assert not any("dense" in name for name in snake)
 
 
@@ -91,7 +91,7 @@ def test_code_edit_reruns_the_stages_that_import_it_and_their_descendants(finish
     direct = {s.name for s in stages(str(TINY)) if EDITED in s.deps}
     assert direct == {"fuse_teacher", "fuse_student_acb"}  # a module only some stages import
     downstream = descendants(direct)
-    assert {"train_student_kd", "evaluate_teacher", "tables"} <= downstream  # the fused teacher teaches
+    assert {"train_student_kd", "export_teacher", "tables"} <= downstream  # the fused teacher teaches
 
     snake, dvc = edited_file(finished, EDITED, lambda text: text + "# an edit\n")
     # DVC names the stages whose own dependencies changed; Snakemake plans those and everything downstream.

@@ -9,7 +9,7 @@ from kdlib.config import load_params
 from kdlib.errors import KDError
 from kdlib.report import efficiency, seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine
-from kdlib.report.overview import teacher_student_table
+from kdlib.report.overview import runs_table, teacher_student_table
 from tests.conftest import TINY
 from tests.test_end_to_end import table_rows
 from tests.test_export import markdown_tables
@@ -56,8 +56,9 @@ def known(tmp_path, monkeypatch):
         blocks = params.runs[name].block_type
         train_params = 250_000 if name == "teacher" else PARAMS[name]
         (folder / "metrics.json").write_text(json.dumps(
-            {"params": train_params, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc}}))
-        (folder / "eval.json").write_text(json.dumps({"test_acc": acc}))
+            {"params": train_params, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc},
+             "train_images": 100, "test_images": 50}))
+        (folder / "eval.json").write_text(json.dumps({"test_acc": acc, "num_test": 80}))
         stablekd = {"stage": [0, 1], "blocks": [4, 2]} if name.startswith(("s3_stablekd", "vit_stablekd")) else {}
         pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0], "test_loss": [2.5, 1.5],
                       "train_s": SECONDS.get(name, [1.0, 1.0]), **stablekd}).to_csv(folder / "history.csv", index=False)
@@ -96,6 +97,13 @@ def test_teacher_student_table_over_seeds(known, tmp_path):
     assert kd["scratch baseline"] == "student" and kd["KD gain (pts)"] == "+10.00"
     assert rows["gen3"]["scratch baseline"] == "gen3_scratch" and rows["gen3"]["KD gain (pts)"] == "+8.00"
     assert rows["gen3"]["teacher"] == "student_kd"
+
+
+def test_runs_table_states_the_images_each_run_used(known, tmp_path):
+    params, res = known
+    rows = rows_of(runs_table(params, res), tmp_path)
+    assert rows["student"]["train images"] == "100" and rows["student"]["test images (training / eval)"] == "50 / 80"
+    assert rows["student"]["eval top-1 (%)"] == f"{ACC['student']:.2f}"
 
 
 def test_efficiency_table(known, tmp_path):

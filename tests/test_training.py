@@ -15,6 +15,7 @@ from kdlib.config import load_params
 from kdlib.distill.distiller import Distiller
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
+from kdlib.reparam.deploy import fuse_run
 from tests.conftest import make_workspace
 
 CPU = torch.device("cpu")
@@ -64,6 +65,28 @@ def test_same_seed_gives_identical_metrics(prepared, tmp_path, monkeypatch):
         results.append(outcome(ws, "student"))
     same(*results)
     assert results[0][0]["final"]["test_acc"] > 50  # it learned something (10 classes)
+
+
+def test_testing_every_other_epoch_on_half_the_test_split_trains_the_same_model(prepared, tmp_path, monkeypatch):
+    sparse = lambda raw: raw["runs"]["student"].update(epochs=3, evaluation={"every": 2, "test_fraction": 0.5})  # noqa: E731
+    dense = lambda raw: raw["runs"]["student"].update(epochs=3)  # noqa: E731
+    results = []
+    for label, edit in (("dense", dense), ("sparse", sparse)):
+        ws = clone(prepared, tmp_path / label, edit)
+        monkeypatch.chdir(ws)
+        train("student", load_params("params.yaml"), CPU)
+        results.append(outcome(ws, "student"))
+    (m1, h1, w1), (m2, h2, w2) = results
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)  # testing draws no randomness: the same weights
+    tested = h2["test_acc"].notna().tolist()
+    assert tested == [False, True, True]  # epoch 2, and the last epoch always
+    pd.testing.assert_frame_equal(h1.drop(columns=["test_loss", "test_acc"]), h2.drop(columns=["test_loss", "test_acc"]))
+    test = json.loads((prepared / "data/digits/meta.json").read_text())["num_test"]
+    per_class = pd.Series(torch.load(prepared / "data/digits/test.pt", weights_only=True)["labels"]).value_counts()
+    assert (m1["test_images"], m2["test_images"]) == (test, sum(max(1, round(0.5 * n)) for n in per_class))
+    assert (m1["tested_every"], m2["tested_every"]) == (1, 2)
+    assert m2["best"]["epoch"] in (2, 3) and m2["best"]["test_acc"] == h2["test_acc"].max()
+    assert m2["final"]["test_acc"] == h2["test_acc"].iloc[-1]
 
 
 def test_kill_and_resume_matches_uninterrupted_run(prepared, tmp_path):
@@ -150,6 +173,7 @@ def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
     # Seed 001's recipe on the tiny profile: label smoothing, AutoAugment, colour jitter, random erasing,
     # Mixup/CutMix with KD on the mixed images, AdamW with warm-up, bf16 autocast.
     def recipe(raw):
+        raw["runs"]["teacher"].update(epochs=2)  # a teacher, not a good one: the recipe is what is tested
         raw["runs"]["student_kd"].update(
             label_smoothing=0.1, amp="bf16", mix={"mixup_alpha": 0.8, "cutmix_alpha": 1.0},
             optimizer={"name": "adamw", "lr": 0.002, "weight_decay": 0.05}, schedule={"name": "cosine", "warmup_epochs": 1},
@@ -159,8 +183,7 @@ def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
     monkeypatch.chdir(ws)
     params = load_params("params.yaml")
     train("teacher", params, CPU)
-    subprocess.run([sys.executable, "stages/fuse.py", "teacher"], cwd=ws, check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(ws)})
+    fuse_run("teacher", params, CPU)
     metrics = train("student_kd", params, CPU)
     history = pd.read_csv(ws / "results/runs/student_kd/history.csv")
     assert history["lr"].tolist()[0] < 0.002 and len(history) == 3  # warming up in epoch 1

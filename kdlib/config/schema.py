@@ -173,6 +173,14 @@ class Distill(Strict):
                     data = {**data, key: value}
         return data
 
+class Evaluation(Strict):
+    """How training tests the model between epochs (history.csv, metrics.json). The export stage always scores the
+    whole test split (eval.json), which the tables report."""
+    every: COUNT = 1  # test after every k-th epoch; the last epoch (of the run, or of a StableKD stage) always
+    # Test on this share of every class of the test split: the same images for every run (drawn with seed 0).
+    test_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
 class Run(Strict):
     model: str
     dataset: str
@@ -193,6 +201,7 @@ class Run(Strict):
     # Train on this share of every class of the training split, the same images for every run with this seed.
     train_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 on CPU or CUDA, fp16 on CUDA only
+    evaluation: Evaluation = Evaluation()
     teacher: str | None = None
     distill: Distill | None = None
 

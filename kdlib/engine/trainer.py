@@ -121,6 +121,8 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     files = load_prepared(dataset_dir(run.dataset))
     if run.train_fraction < 1:
         files.train = class_fraction(files.train, run.train_fraction, run.seed)
+    if run.evaluation.test_fraction < 1:  # one subset for every run, so that their histories compare
+        files.test = class_fraction(files.test, run.evaluation.test_fraction, 0)
     torch.manual_seed(run.seed)
     try:
         model = build_model(run.model, files.num_classes, run.width, run.block_type, pretrained=run.pretrained)
@@ -180,7 +182,8 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
         started = time.perf_counter()
         stats = step.epoch(loader, epoch, last)
         trained = time.perf_counter()
-        test = _evaluate_shared(model, evaluation, device)
+        tested = (epoch + 1) % run.evaluation.every == 0 or epoch + 1 == end
+        test = _evaluate_shared(model, evaluation, device) if tested else {"loss": math.nan, "acc": math.nan}
         blocks = {"stage": stage, "blocks": len(distiller.groups)} if distiller.groups is not None else {}
         history.append({"epoch": epoch + 1, "lr": lr, "alpha": distiller.alpha(epoch), **blocks, **stats,
                         "test_loss": test["loss"], "test_acc": test["acc"], "train_s": trained - started,
@@ -189,8 +192,9 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
             atomic_torch_save({"epoch": epoch + 1, "fingerprint": fp, "model": distiller.state_dict(),
                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "scaler": scaler.state_dict(), "history": history}, last)
-        log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test loss %.4f acc %.2f", name, epoch + 1,
-                 run.epochs, lr, stats["train_loss"], stats["train_acc"], test["loss"], test["acc"])
+        log.info("%s epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  %s", name, epoch + 1, run.epochs, lr,
+                 stats["train_loss"], stats["train_acc"],
+                 f"test loss {test['loss']:.4f} acc {test['acc']:.2f}" if tested else "(not tested)")
 
     if not final:
         if main:
@@ -201,9 +205,11 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
             last.unlink(missing_ok=True)
         return {"run": name, "stage": stage, "epochs": len(history), "test_acc": history[-1]["test_acc"]}
     model = distiller.deployable()
-    best, end_row = max(history, key=lambda row: row["test_acc"]), history[-1]
+    best = max((row for row in history if not math.isnan(row["test_acc"])), key=lambda row: row["test_acc"])
+    end_row = history[-1]
     metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
-               "dataset": run.dataset, "train_images": len(files.train.labels), "teacher": run.teacher,
+               "dataset": run.dataset, "train_images": len(files.train.labels),
+               "test_images": len(files.test.labels), "tested_every": run.evaluation.every, "teacher": run.teacher,
                "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
                "final": {"epoch": end_row["epoch"], "test_acc": end_row["test_acc"],
                          "test_loss": end_row["test_loss"], "train_loss": end_row["train_loss"]},

@@ -1,5 +1,6 @@
-"""Export a finished run's inference form to results/runs/<name>/model.onnx, prove it computes what PyTorch does,
-and measure what it costs to run: export.json."""
+"""A finished run's inference form, evaluated on its whole test split (results/runs/<name>/eval.json), exported to
+model.onnx, proven to compute what PyTorch computed there, and timed: export.json. One pass of PyTorch over the
+test split serves both the evaluation and the parity check."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from kdlib.config import Export, Params
 from kdlib.data.prepared import load_prepared, test_loader
 from kdlib.atomic import atomic_write_text
 from kdlib.engine.checkpoint import inference_model, trained_model
+from kdlib.engine.evaluate import evaluate, test_report
 from kdlib.engine.latency import alternating_median_ms
 from kdlib.counting import count_flops, count_parameters
 from kdlib.errors import KDError
@@ -21,9 +23,10 @@ from kdlib.export.onnx_model import INPUT, OUTPUT, export_onnx, opset, predict, 
 from kdlib.export.parity import parity
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
-def export_run(name: str, params: Params) -> dict:
-    """model.onnx and export.json for one run, or neither: the stage fails if the ONNX model's logits differ from
-    PyTorch's by more than the tolerance, or its top-1 class does, on any test image."""
+def export_run(name: str, params: Params) -> tuple[dict, dict]:
+    """eval.json, model.onnx and export.json for one run (returned: the evaluation and the export report), or
+    none of them: the stage fails if the ONNX model's logits differ from PyTorch's by more than the tolerance, or
+    its top-1 class does, on any test image."""
     run = params.runs[name]
     folder = run_dir(name)
     files = load_prepared(dataset_dir(run.dataset))
@@ -31,12 +34,14 @@ def export_run(name: str, params: Params) -> dict:
     checkpoint = inference_checkpoint(name, run.block_type)
     model = inference_model(params, name, files.num_classes).eval()
     threads = torch.get_num_threads()
+    loader = test_loader(files, run.batch_size)
+    evaluation = evaluate(model, loader, torch.device("cpu"))
     # Scratch beside the target, so the final rename never crosses file systems (a cluster node's /tmp).
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-", suffix=".tmp") as scratch:
         exported_path = Path(scratch) / "model.onnx"
         export_onnx(model, exported_path, shape)
         exported = session(exported_path, threads)
-        check = parity(model, exported, test_loader(files, run.batch_size))
+        check = parity(evaluation["logits"], exported, loader)
         if not check["passed"]:
             raise KDError(f"{checkpoint}: the ONNX export computes other logits than PyTorch (max |difference| "
                           f"{check['max_abs_logit_diff']:.3g}, tolerance {check['tolerance']:g}; top-1 differs on "
@@ -61,9 +66,11 @@ def export_run(name: str, params: Params) -> dict:
                                    "onnx_bytes": onnx_path.stat().st_size, "params": count_parameters(model),
                                    "flops": count_flops(model, shape), "latency_ms": timings[form]}
                             for form, (path, model, onnx_path) in forms.items()}}
+        tested = test_report(name, checkpoint.name, evaluation, files.meta["classes"])
         exported_path.replace(folder / "model.onnx")
     atomic_write_text(folder / "export.json", json.dumps(report, indent=2))
-    return report
+    atomic_write_text(folder / "eval.json", json.dumps(tested, indent=2))
+    return tested, report
 
 
 @torch.no_grad()

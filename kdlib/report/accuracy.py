@@ -19,7 +19,7 @@ def accuracy_figure(params: Params, res: Results, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5))
     for name in params.written:
         curves = pd.concat([res.by_run[r]["history"].set_index("epoch")["test_acc"] for r in res.members(name).values()],
-                           axis=1).mean(axis=1)
+                           axis=1).mean(axis=1).dropna()  # the epochs tested (runs.<name>.evaluation.every)
         ax.plot(curves.index, curves.values, marker="o", markersize=2, linewidth=1, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test top-1 (%), mean over seeds")

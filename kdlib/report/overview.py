@@ -20,10 +20,13 @@ def runs_table(params: Params, res: Results) -> str:
         # The form trained (an ACB run's unfused branches), as the export stage counted it.
         trained = res.by_run[name]["export"]["forms"]["unfused" if run.block_type == "acb" else "deployed"]
         rows.append([name, run.model, run.width, run.block_type, run.teacher or "-", run.dataset, run.epochs, run.seed,
+                     m["train_images"], f"{m['test_images']} / {e['num_test']}",
                      f"{m['params'] / 1e6:.3f}", f"{trained['flops'] / 1e6:.1f}", f"{m['best']['test_acc']:.2f}",
                      m["best"]["epoch"], f"{m['final']['test_acc']:.2f}", f"{e['test_acc']:.2f}"])
-    return tabulate(rows, headers=["run", "model", "width", "blocks", "teacher", "dataset", "epochs", "seed", "params (M)",
-                                   "MFLOPs", "best top-1 (%)", "best epoch", "final top-1 (%)", "eval top-1 (%)"],
+    # Best and final: on the test images training evaluated (every `evaluation.every` epochs); eval: the whole split.
+    return tabulate(rows, headers=["run", "model", "width", "blocks", "teacher", "dataset", "epochs", "seed",
+                                   "train images", "test images (training / eval)", "params (M)", "MFLOPs",
+                                   "best top-1 (%)", "best epoch", "final top-1 (%)", "eval top-1 (%)"],
                     tablefmt="github", disable_numparse=True)
 
 
@@ -50,7 +53,8 @@ def _dataset_lines(params: Params) -> list[str]:
     for ds in sorted({r.dataset for r in params.runs.values()}):
         meta = json.loads((dataset_dir(ds) / "meta.json").read_text())
         lines.append(f"- **{ds}**: {meta['description']}; {len(meta['classes'])} classes, "
-                     f"{meta['num_train']} train / {meta['num_test']} test images at {meta['image_size']}x{meta['image_size']}.")
+                     f"{meta['num_train']} train / {meta['num_test']} test images at {meta['image_size']}x{meta['image_size']} "
+                     "(what each run used of them: the runs table).")
     return lines
 
 

@@ -139,7 +139,7 @@ def curves_figure(params: Params, pairs: list[Pair], res: Results, path: Path) -
                 ("KD-feature", p.kd.get("feature")), ("KD-logits MSE", p.kd.get("logits_mse"))]
         for label, name in runs:
             if name:
-                h = res.first(name)["history"]
+                h = res.first(name)["history"].dropna(subset=["test_acc"])  # the epochs tested
                 ax.plot(h["epoch"], h["test_acc"], marker="o", markersize=3, label=label)
         kd = next(iter(p.kd.values()), None)
         if kd and "alpha" in res.first(kd)["history"]:

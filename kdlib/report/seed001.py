@@ -92,7 +92,8 @@ def loss_curves_figure(params: Params, res: Results, path: Path) -> dict[str, fl
         name = getattr(params.report.seed001, version)
         h = res.first(name)["history"]
         ax.plot(h["epoch"], h["train_loss"], marker="o", markersize=3, label="training loss")
-        ax.plot(h["epoch"], h["test_loss"], marker="o", markersize=3, label="validation loss")
+        tested = h.dropna(subset=["test_loss"])
+        ax.plot(tested["epoch"], tested["test_loss"], marker="o", markersize=3, label="validation loss")
         gaps[version] = float(h["test_loss"].iloc[-1] - h["train_loss"].iloc[-1])
         ax.set_title(f"version {version[1]} ({name}): final gap {gaps[version]:+.2f}", fontsize=9)
         ax.set_xlabel("epoch")

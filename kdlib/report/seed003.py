@@ -122,7 +122,8 @@ def curves_figure(study: Study, path: Path) -> None:
         if not name:
             continue
         h = study.res.first(name)["history"]
-        line, = ax.plot(h["epoch"], h["test_acc"], marker="o", markersize=3, label=s)
+        tested = h.dropna(subset=["test_acc"])
+        line, = ax.plot(tested["epoch"], tested["test_acc"], marker="o", markersize=3, label=s)
         if "stage" in h and h["stage"].nunique() > 1:
             for epoch in h["epoch"][h["stage"].diff() > 0]:
                 ax.axvline(epoch - 0.5, color=line.get_color(), linestyle=":", linewidth=1)
