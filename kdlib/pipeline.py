@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -439,8 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             for s in stages(args.params):
                 print(f"{s.name:32s} {s.cmd(args.params)}")
+            sys.stdout.flush()
             return 0
         text = render_dvc_yaml(args.params)
+    except BrokenPipeError:  # `list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -136,3 +136,10 @@ def test_paper_profiles_dry_run(tmp_path, profile):
     assert planned == set(re.findall(r"^(\w+):$", dvc.stdout, re.M)), dvc.stdout[-500:]
     text = render_dvc_yaml(str(REPO / profile))
     assert f"--params {REPO / profile}" in text
+
+
+def test_the_stage_list_stops_quietly_when_its_reader_does():
+    done = subprocess.run(["bash", "-c", f"'{sys.executable}' -m kdlib.pipeline list --params {TINY} | head -1; "
+                                         "exit ${PIPESTATUS[0]}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.split()[0] == stages(str(TINY))[0].name
