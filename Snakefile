@@ -1,11 +1,11 @@
-# One rule per stage of kdlib.pipeline, the same stages `dvc.yaml` is generated from.
+# One rule per stage of kdlib.pipeline, the same stages `dvc.yaml` is generated from (DVC has one more, `recipes`).
 # Another profile: snakemake --config params=configs/cifar10_seed000.yaml
 import os
 import sys
 
 from kdlib.errors import KDError
 from kdlib.launch import gpu_host, processes
-from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, downstream, stages
+from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, downstream, stages, write_recipes
 
 PARAMS = str(config.get("params", DEFAULT_PARAMS))  # --config params=123 reads as a number
 # Cluster requests per stage kind (runtime in minutes, mem_mb, ...), from a cluster profile's configfile
@@ -26,6 +26,12 @@ try:
     STAGES = stages(PARAMS)
 except KDError as e:
     sys.exit(f"error: {e}")
+
+
+# Before a run (not a dry run): each stage's recipe file as DVC's recipes stage writes it, so that `dvc commit`
+# afterwards records the recipes this run followed.
+onstart:
+    write_recipes(PARAMS)
 
 
 # Snakemake starts the most awaited jobs first: teachers (and their fusing) before the runs nothing waits for.

@@ -6,8 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 def _atomic(path: Path, write) -> None:
     path = Path(path)
@@ -36,4 +34,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
+    import torch  # here: writing text (kdlib.pipeline's recipes) needs no torch
+
     _atomic(path, lambda f: torch.save(obj, f))

@@ -3,6 +3,7 @@ from pathlib import Path
 
 DATA = Path("data")
 RESULTS = Path("results")
+RECIPE_DIR = RESULTS / "recipes"  # each stage's resolved recipe, which DVC compares (kdlib.pipeline.write_recipes)
 
 
 def dataset_dir(name: str) -> Path:
@@ -26,3 +27,7 @@ def dense_data_dir(name: str) -> Path:
 def dense_run_dir(name: str, role: str) -> Path:
     return RESULTS / "dense" / name / role
 
+
+
+def recipe_file(stage: str) -> Path:
+    return RECIPE_DIR / f"{stage}.json"

@@ -7,10 +7,11 @@ A stage depends on what can change its result and nothing else:
 - code: its script and the kdlib modules that script imports, plus the modules chosen by name for its run
   (its model's and its teacher's, its KD method's, a dense role's networks, the report's studies). Code that
   only parses, validates or words messages (the config package, the name tables) is not followed;
-- values: the params keys that define its run and every run upstream of it (a run's entry, the `defaults` it
-  takes), and the entries of the name tables its run resolves to (`MODELS.<model>`, a method's row and the
-  method defaults it takes). DVC reads the tables' literals as params files; Snakemake compares the same
-  values as the rule's params.
+- values: its recipe, resolved: its run's settings and those of every run upstream of it, its dataset's, and
+  the entries of the name tables they resolve to (`MODELS.<model>`, a method's row and the method defaults it
+  takes, the schema classes whose defaults it takes). Snakemake compares them as the rule's params; DVC
+  compares files: the `recipes` stage (DVC only) reads params.yaml once and writes each stage's values to
+  results/recipes/<stage>.json, which that stage depends on, so `dvc status` reads no params file per stage.
 """
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ import yaml
 from dvc.utils.serialize._py import parse_py
 from pydantic import BaseModel
 
-from kdlib.config import DENSE_ROLES, Params, ancestors, leaves, load_params, sets
+from kdlib.atomic import atomic_write_text
+from kdlib.config import DENSE_ROLES, Params, ancestors, load_params
 from kdlib.config.params import DEFAULT_PARAMS, stage_command
 from kdlib.distill.methods import METHODS
 from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
 from kdlib.models.registry import model_module
-from kdlib.paths import dataset_dir, dense_data_dir, dense_run_dir, inference_checkpoint, run_dir
+from kdlib.paths import (RECIPE_DIR, dataset_dir, dense_data_dir, dense_run_dir, inference_checkpoint, recipe_file,
+                         run_dir)
 from kdlib.report.studies import applicable, report_outputs
 
 # Modules that parse, validate, word messages or name things: a stage follows the values they resolve to (its
@@ -43,6 +46,7 @@ NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/wa
 MODELS_TABLE, METHODS_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py"
 DENSE_TABLE = "kdlib/dense/registry.py"
 STAGE_KINDS = ("prepare", "train", "fuse", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
+RECIPES = "recipes"  # DVC's stage that resolves params.yaml into every stage's recipe file
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,8 @@ class Stage:
     metrics: list[str] = field(default_factory=list)  # small JSON, kept in git, not cached
     plots: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)  # tables and figures, kept in git
-    params: list[str] = field(default_factory=list)  # params-file keys the stage depends on
     tables: dict[str, list[str]] = field(default_factory=dict)  # name-table file -> the entries the stage uses
-    values: str = ""  # the resolved values of those keys and entries, for Snakemake's params trigger
+    values: str = ""  # its resolved recipe and those entries: Snakemake's params, DVC's recipe file (JSON)
     gpu: bool = False
     # Snakemake caps a job's threads (OMP_NUM_THREADS) at its declared count, 1 by default. On a GPU host or a
     # cluster, training gets every core and fusing and exporting run alone, their latencies undisturbed; a local
@@ -78,14 +81,14 @@ class Stage:
         return self.outs + self.metrics + self.plots + self.reports
 
 
-def code_deps(script: str, root: Path = Path(".")) -> list[str]:
+def code_deps(script: str, root: Path = Path("."), skip: tuple[str, ...] = NOT_RESULT_CODE) -> list[str]:
     """The script plus every kdlib source file it imports, directly or through other kdlib modules, except
-    NOT_RESULT_CODE (whose imports are not followed either)."""
+    those under `skip` (whose imports are not followed either)."""
     seen: set[str] = set()
     todo = [script]
     while todo:
         path = todo.pop()
-        if path in seen:
+        if path in seen or path.startswith(skip):
             continue
         seen.add(path)
         todo += _kdlib_imports(path, root)
@@ -128,7 +131,7 @@ def _module_files(module: str, root: Path) -> list[str]:
         base = "/".join(parts[:i])
         for candidate in (f"{base}/__init__.py", f"{base}.py"):
             path = root / candidate
-            if path.is_file() and not candidate.startswith(NOT_RESULT_CODE) and _has_code(path):
+            if path.is_file() and _has_code(path):
                 files.append(candidate)
     return files
 
@@ -138,32 +141,6 @@ def _has_code(path: Path) -> bool:
     """False for a file that holds only its docstring (most package __init__ files): editing it changes no result."""
     body = ast.parse(path.read_text()).body
     return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
-
-
-def _inherited(defaults: dict, run: dict, unused: frozenset) -> list[str]:
-    """The `defaults.<key>` params a run takes unchanged: editing any other default cannot affect it."""
-    return [".".join(("defaults",) + path) for path in leaves(defaults) if not sets(run, path) and path[0] not in unused]
-
-
-def _own_keys(params: Params, raw: dict, name: str) -> set[str]:
-    """The params-file keys that define one run: its entry's, and the `defaults` it takes."""
-    source = params.sources[name]
-    return {*source.keys, *_inherited(raw.get("defaults") or {}, raw["runs"][source.entry] or {}, source.unused)}
-
-
-def _run_keys(params: Params, raw: dict, name: str, stage: int | None = None) -> list[str]:
-    """The params-file keys that define a run and every run upstream of it (so DVC re-runs it when they change).
-    For a StableKD stage whose work ends with it, only this stage's and the earlier stages' epochs count, so
-    changing a stage's epochs re-runs that stage and the later ones only. (A run with stage_epochs has its keys
-    leaf by leaf and none for `epochs`: see kdlib.config.provenance._source.)"""
-    own = _own_keys(params, raw, name)
-    if stage is not None and params.runs[name].stages_are_independent():
-        own = {k for key in own for k in ([f"{key}.{i}" for i in range(stage + 1)]
-                                          if key.endswith(".distill.stage_epochs") else [key])}
-    keys = {f"datasets.{params.runs[name].dataset}", *own}
-    for n in ancestors(params, name):
-        keys |= _own_keys(params, raw, n)
-    return sorted(keys)
 
 
 def _taken_defaults(params: Params, raw: dict, name: str) -> list[str]:
@@ -230,8 +207,9 @@ def _add(found: dict[str, set[str]], more: dict[str, set[str]]) -> None:
 
 
 def _table_value(path: str, key: str):
-    """A table entry as DVC reads it from the file's literals (with DVC's own parser, so both tools see the same
-    value), e.g. `MODELS.resnet20` of kdlib/models/registry.py or `Optimizer` of kdlib/config/schema.py."""
+    """A table entry as its file's literals give it (read with DVC's parser of Python params files, which takes a
+    class's literal field defaults), e.g. `MODELS.resnet20` of kdlib/models/registry.py or `Optimizer` of
+    kdlib/config/schema.py."""
     node = _literals(path)
     for part in key.split("."):
         node = node[part]
@@ -262,17 +240,15 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     for ds in params.datasets:
         if not any(r.dataset == ds for r in params.runs.values()):
             continue  # prepare only what some run uses
-        keys = [f"datasets.{ds}"]
         source = [params.datasets[ds].path] if params.datasets[ds].source == "imagefolder" else []
         tables = _tables(_defaults_taken(params.datasets[ds], [raw["datasets"][ds]]))
         out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds,
                          deps_list(["stages/prepare.py"], source, code_deps("stages/prepare.py")),
                          outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
-                         params=keys, tables=tables,
-                         values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
+                         tables=tables, values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
     for name, run in params.runs.items():
         data = dataset_dir(run.dataset)
-        keys, folder = _run_keys(params, raw, name), run_dir(name)
+        folder = run_dir(name)
         tables = _run_tables(params, raw, name)
         values = _values(_run_recipes(params, name), tables)
         all_data = [str(data / f) for f in ("train.pt", "test.pt", "meta.json")]
@@ -291,13 +267,13 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
             checkpoint = str(folder / f"stage{stage}.pt")
             out.append(Stage(f"train_{name}_stage{stage}", "stages/train.py", f"{name} --stage {stage}",
                              deps_list(["stages/train.py"], all_data, teacher, previous, sorted(set(train_code))),
-                             outs=[checkpoint], params=_run_keys(params, raw, name, stage), tables=tables,
+                             outs=[checkpoint], tables=tables,
                              values=_values(_run_recipes(params, name, stage), tables), gpu=True, all_cores=True))
             previous = [checkpoint]
         out.append(Stage(f"train_{name}", "stages/train.py", name,
                          deps_list(["stages/train.py"], all_data, teacher, previous, sorted(set(train_code))),
                          outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
-                         plots=[str(folder / "history.csv")], params=keys, tables=tables, values=values, gpu=True,
+                         plots=[str(folder / "history.csv")], tables=tables, values=values, gpu=True,
                          all_cores=True))
         checkpoint = [str(inference_checkpoint(name, run.block_type))]
         if run.block_type == "acb":
@@ -311,13 +287,13 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                                    [str(folder / "model.pt")] if run.block_type == "acb" else [],
                                    sorted(set(code_deps("stages/export.py") + model_code))),
                          outs=[str(folder / "model.onnx")], metrics=[str(folder / f) for f in ("eval.json", "export.json")],
-                         params=["export"] if "export" in raw else [], tables=export_tables,
+                         tables=export_tables,
                          values=_values({"export": params.export.model_dump()}, export_tables),
                          all_cores=True))
     out += _dense_stages(params, raw)
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "export",
                         "dense") if k in raw]
-    # The report names methods by their table labels; its values are what DVC tracks: those keys and labels.
+    # The report names methods by their table labels; its values: those keys and labels.
     labels = {f"METHODS.{r.distill.method}.label" for r in params.runs.values() if r.teacher is not None}
     tables = {METHODS_TABLE: sorted(labels)} if labels else {}
     results = [str(run_dir(n) / f) for n, r in params.runs.items()
@@ -333,7 +309,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                      deps_list(["stages/tables.py"], data, results, dense,
                                sorted(set(code_deps("stages/tables.py")
                                           + module_deps(*(study.module for study in applicable(params)))))),
-                     reports=report_outputs(params), params=keys, tables=tables,
+                     reports=report_outputs(params), tables=tables,
                      values=_values({k: raw[k] for k in keys}, tables)))
     return out
 
@@ -349,7 +325,6 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
     out = []
     for name, exp in params.dense.items():
         given = raw["dense"][name]
-        keys = lambda fields: [f"dense.{name}.{f}" for f in fields if f in given]  # noqa: E731 (absent: defaults)
         data = [str(dense_data_dir(name) / f) for f in ("train.pt", "test.pt", "meta.json")]
         unread = lambda role: set(type(exp).model_fields) - set(exp.fields(role))  # noqa: E731
         schema = lambda role: _defaults_taken(exp, [given], skip=unread(role))  # noqa: E731
@@ -357,7 +332,7 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
         out.append(Stage(f"prepare_dense_{name}", "stages/dense_prepare.py", name,
                          deps_list(["stages/dense_prepare.py"], exp.data.inputs(),
                                    code_deps("stages/dense_prepare.py")),
-                         outs=data, params=keys(exp.fields("data")), tables=tables,
+                         outs=data, tables=tables,
                          values=_values(exp.recipe("data"), tables)))
         for role in DENSE_ROLES:
             folder = dense_run_dir(name, role)
@@ -368,7 +343,7 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
                              deps_list(["stages/dense_train.py"], data, teacher, sorted(set(code))),
                              outs=[str(folder / "model.pt"), str(folder / "predictions.pt")],
                              metrics=[str(folder / "metrics.json")], plots=[str(folder / "history.csv")],
-                             params=keys(exp.fields(role)), tables=tables,
+                             tables=tables,
                              values=_values(exp.recipe(role), tables), gpu=True, all_cores=True))
     return out
 
@@ -391,14 +366,34 @@ def downstream(stages: list[Stage]) -> dict[str, set[str]]:
     return {s.name: below(s.name) for s in stages}
 
 
+def recipe_code() -> list[str]:
+    """What the recipes stage runs: kdlib.pipeline and every kdlib module it imports (the config package and the
+    name tables included: this stage is where their values are resolved)."""
+    return code_deps("kdlib/pipeline.py", skip=())
+
+
+def write_recipes(params_file: str = DEFAULT_PARAMS) -> tuple[int, int]:
+    """Each stage's values as its recipe file, rewritten only where they changed (and the files of stages gone
+    removed): DVC then re-runs exactly the stages whose recipe changed. Returns (written, stages with one)."""
+    found = {recipe_file(s.name): json.dumps(json.loads(s.values), indent=1, sort_keys=True) + "\n"
+             for s in stages(params_file) if s.values}
+    written = 0
+    for path, text in found.items():
+        if not path.is_file() or path.read_text() != text:
+            atomic_write_text(path, text)
+            written += 1
+    for stale in set(RECIPE_DIR.glob("*.json")) - set(found):
+        stale.unlink()
+    return written, len(found)
+
+
 def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
+    listed = stages(params_file)
+
     def entry(stage: Stage) -> dict:
-        d = {"cmd": stage.cmd(params_file), "deps": stage.deps}
-        # DVC reads an empty key list as "every key of the file": a file without keys is left out.
-        params = [{params_file: stage.params}] if stage.params else []
-        params += [{path: keys} for path, keys in stage.tables.items() if keys]
-        if params:
-            d["params"] = params
+        # The script, then its recipe (where it has values), then the rest.
+        recipe = [str(recipe_file(stage.name))] if stage.values else []
+        d = {"cmd": stage.cmd(params_file), "deps": deps_list(stage.deps[:1], recipe, stage.deps[1:])}
         # persist: DVC leaves the outputs in place while the stage runs (it would delete them first), so a stage
         # that fails (a params typo, a full disk) keeps the last good results; stages write atomically at the end.
         for kind in ("outs", "metrics", "plots"):
@@ -410,7 +405,12 @@ def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
             d.setdefault("outs", []).extend({p: {"cache": False, "persist": True}} for p in stage.reports)
         return d
 
-    return {"stages": {s.name: entry(s) for s in stages(params_file)}}
+    # The whole params file as params (an empty key list): `dvc params diff` and `dvc exp show` see every key,
+    # and an edit that changes no value (a comment) re-runs nothing.
+    recipes = {"cmd": stage_command("-m", ["kdlib.pipeline", RECIPES], params_file),
+               "deps": recipe_code(), "params": [{params_file: []}],
+               "outs": [{str(RECIPE_DIR): {"persist": True}}]}
+    return {"stages": {RECIPES: recipes, **{s.name: entry(s) for s in listed}}}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -422,17 +422,20 @@ class _PlainDumper(yaml.SafeDumper):
 
 def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
     header = ("# Generated from params.yaml by `python -m kdlib.pipeline dvc`; do not edit.\n"
-              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py). A stage's deps\n"
-              "# are its script, its data, its teacher's checkpoint, then the kdlib code it runs; a training stage's\n"
-              "# params are the params.yaml keys of its run and of every run upstream, and the table entries they\n"
-              "# resolve to (fusing and exporting read the checkpoint, which reflects them).\n")
+              "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py), all but `recipes`:\n"
+              "# it reads params.yaml once and writes each stage's resolved values to results/recipes/<stage>.json\n"
+              "# (Snakemake compares them as each rule's params). A stage's deps are its script, its recipe, its\n"
+              "# data, its teacher's checkpoint, then the kdlib code it runs (fusing and exporting read the\n"
+              "# checkpoint, which reflects the run's recipe).\n")
     return header + yaml.dump(dvc_yaml(params_file), Dumper=_PlainDumper, sort_keys=False, width=120,
                               default_flow_style=None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdlib.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["dvc", "list"], help="dvc: write dvc.yaml; list: print the stages")
+    parser.add_argument("command", choices=["dvc", RECIPES, "list"],
+                        help=f"dvc: write dvc.yaml; {RECIPES}: write the stages' recipe files "
+                             "(DVC's recipes stage); list: print the stages")
     parser.add_argument("--params", default=DEFAULT_PARAMS)
     parser.add_argument("--check", action="store_true", help="with dvc: fail if dvc.yaml is not up to date")
     args = parser.parse_args(argv)
@@ -442,19 +445,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{s.name:32s} {s.cmd(args.params)}")
             sys.stdout.flush()
             return 0
+        if args.command == RECIPES:
+            written, total = write_recipes(args.params)
+            print(f"{written} of {total} recipes changed ({RECIPE_DIR}/)")
+            return 0
         text = render_dvc_yaml(args.params)
+        target = Path("dvc.yaml")
+        if args.check:
+            if not target.is_file() or target.read_text() != text:
+                print("error: dvc.yaml is stale; run `python -m kdlib.pipeline dvc`", file=sys.stderr)
+                return 1
+            return 0
     except BrokenPipeError:  # `list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         return 0
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    target = Path("dvc.yaml")
-    if args.check:
-        if not target.is_file() or target.read_text() != text:
-            print("error: dvc.yaml is stale; run `python -m kdlib.pipeline dvc`", file=sys.stderr)
-            return 1
-        return 0
+    except OSError as e:  # a recipe file that cannot be written
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
     target.write_text(text)
     print(f"wrote dvc.yaml ({len(text.splitlines())} lines) from {args.params}")
     return 0

@@ -85,11 +85,27 @@ def by_params(planned: set[str]) -> set[str]:
     return {s for s in planned if not s.startswith(("fuse_", "export_"))}
 
 
-def to_rerun(ws: Path) -> tuple[set[str], set[str]]:
-    """The stages `snakemake -n` plans and those `dvc status` names."""
-    snake, dvc = run_all([[SNAKEMAKE, "-n"], [DVC, "status"]], ws)
+def to_rerun(ws: Path, *target: str, by_dvc: bool = False) -> tuple[set[str], set[str]]:
+    """The stages `snakemake -n` plans and those `dvc status` names (for `target` only, if given) once the edit is
+    resolved into recipe files: by `dvc repro recipes` as a user would (`by_dvc`), or, quicker, by the command that
+    stage runs, beside Snakemake's dry run (DVC then also names `recipes`, left out here). The recipe files and
+    dvc.lock are restored afterwards."""
+    saved = {path: (path.read_bytes(), os.stat(path)) for path in [ws / "dvc.lock", *(ws / "results/recipes").glob("*")]}
+    try:
+        if by_dvc:
+            run([DVC, "repro", "--single-item", "--quiet", "recipes"], ws)
+            snake, dvc = run_all([[SNAKEMAKE, "-n", *target], [DVC, "status", *target]], ws)
+        else:
+            snake, _ = run_all([[SNAKEMAKE, "-n", *target], [sys.executable, "-m", "kdlib.pipeline", "recipes"]], ws)
+            dvc = run([DVC, "status", *target], ws)
+    finally:
+        for path in set((ws / "results/recipes").glob("*")) - set(saved):
+            path.unlink()
+        for path, (content, times) in saved.items():
+            path.write_bytes(content)
+            os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
     return (set(re.findall(r"^rule (\w+):", snake.stdout, re.M)) - {"all"},
-            set(re.findall(r"^(\w+):$", dvc.stdout, re.M)))
+            set(re.findall(r"^(\w+):$", dvc.stdout, re.M)) - ({"recipes"} if not by_dvc else set()))
 
 
 def assert_up_to_date(ws: Path) -> None:

@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from kdlib.config import load_params, validate
+from kdlib.config import Source, load_params, validate
 from kdlib.errors import KDError
 from tests.conftest import REPO, TINY
 
@@ -196,9 +196,10 @@ def test_chain_sets_teachers_and_adds_scratch_baselines():
     assert scratch.teacher is None and scratch.distill is None and (scratch.model, scratch.width) == ("lenet5bn", 0.25)
     # student_kd's recipe is `student`'s: that run is its baseline, no second copy is trained.
     assert "student_kd_scratch" not in params.runs
-    assert params.sources["gen3_scratch"].keys == ("runs.gen3.model", "runs.gen3.width")
-    # gen3's teacher link is its teacher's checkpoint (a stage dependency), not a params key.
-    assert params.sources["gen3"].keys == ("runs.gen3",)
+    # The baseline comes from gen3's entry, without its teacher and distill; gen3's teacher link is its teacher's
+    # checkpoint (a stage dependency), not a key of its entry.
+    assert params.sources["gen3_scratch"].entry == "gen3" and {"teacher", "distill"} <= params.sources["gen3_scratch"].unused
+    assert params.sources["gen3"] == Source("gen3", frozenset({"seeds"}))
 
 
 def test_empty_sections_may_be_left_blank(tiny_raw):

@@ -114,19 +114,18 @@ def test_both_tools_agree_nothing_is_left_to_do(finished):
 
 def edited(ws, edit, single=False):
     """What each tool would re-run after `edit` to params.yaml (restored afterwards); with `single`, also what
-    each would run for the one stage train_teacher."""
+    each would run for the one stage train_teacher, and what `dvc status` names before the edit is resolved."""
     params = ws / "params.yaml"
     original = params.read_text()
     raw = yaml.safe_load(original)
     edit(raw)
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
-        snake, dvc = to_rerun(ws)
         if not single:
-            return snake, dvc
-        # A single run by name, with either tool.
-        one, one_dvc = run_all([[SNAKEMAKE, "-n", "train_teacher"], [DVC, "status", "train_teacher"]], ws)
-        return snake, dvc, set(re.findall(r"^rule (\w+):", one.stdout, re.M)), one_dvc.stdout
+            return to_rerun(ws)
+        # Before the edit is resolved, DVC names its recipes stage only; then a single run by name, with either tool.
+        unresolved = set(re.findall(r"^(\w+):$", run([DVC, "status"], ws).stdout, re.M))
+        return to_rerun(ws, by_dvc=True) + to_rerun(ws, "train_teacher") + (unresolved,)
     finally:
         params.write_text(original)
 
@@ -230,16 +229,15 @@ def test_seed001_and_seed002_tables_hold_the_computed_metrics(finished):
 
 
 def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
-    snake, dvc, single, dvc_single = edited(finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}),
-                                            single=True)
+    snake, dvc, single, dvc_single, unresolved = edited(
+        finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}), single=True)
     # Its students, every seed and StableKD stage of them, and gen3, which learns from one of them.
     expected = {"train_teacher", "fuse_teacher", "export_teacher", "tables",
                 "train_s3_stablekd_stage0", "train_s3_stablekd_half_stage0"}
     expected |= {f"{stage}_{run}" for run in ("student_kd", "student_kd_feature", "student_kd_v2_s0", "student_kd_v2_s1",
                                               "gen3", *SEED003) for stage in ("train", "export")}
     assert snake == expected and dvc == by_params(expected)
-    assert single == {"train_teacher"}
-    assert "train_teacher:" in dvc_single and "export_teacher" not in dvc_single
+    assert single == dvc_single == {"train_teacher"} and unresolved == {"recipes"}
     assert "Nothing to be done" in run([SNAKEMAKE, "-n"], finished).stdout
 
 

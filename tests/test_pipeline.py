@@ -1,12 +1,16 @@
 """One DAG, two tools: dvc.yaml is generated from kdlib.pipeline and both tools see the same graph."""
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kdlib.config import load_params
-from kdlib.pipeline import _inherited, code_deps, render_dvc_yaml, stages
+from kdlib.paths import RECIPE_DIR
+from kdlib.pipeline import RECIPES, code_deps, render_dvc_yaml, stages, write_recipes
 from tests.conftest import BIN, REPO, TINY, make_workspace, run, run_all
 
 
@@ -37,22 +41,45 @@ def test_a_stage_depends_on_its_own_model_and_method():
     assert {d for d in by_name["prepare_digits"].deps if d.startswith(("kdlib/models", "kdlib/engine/trainer"))} == set()
 
 
-def test_stage_params_name_the_run_and_its_teachers():
+def runs_in(stage) -> dict:
+    """The runs a stage's recipe holds, resolved."""
+    return json.loads(stage.values)["runs"]
+
+
+def test_a_stage_recipe_holds_its_run_and_its_teachers():
     by_name = {s.name: s for s in stages(str(REPO / "configs/tiny.yaml"))}
-    inherited = ["defaults.augment.crop_padding", "defaults.augment.hflip", "defaults.batch_size", "defaults.dataset",
-                 "defaults.epochs", "defaults.optimizer.lr", "defaults.optimizer.momentum", "defaults.optimizer.name",
-                 "defaults.optimizer.weight_decay", "defaults.schedule.name", "defaults.seed"]
-    assert by_name["train_student_kd"].params == ["datasets.digits", *inherited, "runs.student_kd", "runs.teacher"]
-    assert by_name["train_student"].params == ["datasets.digits", *inherited, "runs.student"]
-    # The teacher sets its own epochs, so editing defaults.epochs does not re-run it.
-    assert by_name["train_teacher"].params == ["datasets.digits", *(k for k in inherited if k != "defaults.epochs"),
-                                               "runs.teacher"]
+    raw = load_params(TINY)
+    kd = runs_in(by_name["train_student_kd"])
+    assert set(kd) == {"student_kd", "teacher"} and kd["teacher"] == raw.runs["teacher"].model_dump(mode="json")
+    assert set(runs_in(by_name["train_student"])) == {"student"}
+    # Resolved: the teacher's own epochs, the student's from defaults (editing defaults.epochs re-runs the student).
+    assert (kd["teacher"]["epochs"], kd["student_kd"]["epochs"]) == (raw.runs["teacher"].epochs, 3)
+    recipe = json.loads(by_name["train_student_kd"].values)
+    assert recipe["dataset"]["source"] == "digits" and "MODELS.lenet5bn" in recipe["tables"]["kdlib/models/registry.py"]
     assert by_name["train_student_kd"].gpu and not by_name["export_student_kd"].gpu
     # The teacher is an ACB run: students learn from its fused checkpoint, written by its fuse stage.
     assert "results/runs/teacher/deploy.pt" in by_name["train_student_kd"].deps
     assert by_name["fuse_teacher"].outs == ["results/runs/teacher/deploy.pt"]
     assert "results/runs/student_acb/deploy.pt" in by_name["export_student_acb"].deps
     assert "fuse_student" not in by_name and by_name["fuse_teacher"].all_cores
+
+
+def test_recipes_are_rewritten_only_where_they_changed(tmp_path, monkeypatch, tiny_raw):
+    monkeypatch.chdir(make_workspace(tmp_path))
+    with_values = {s.name for s in stages("params.yaml") if s.values}
+    (RECIPE_DIR / "train_gone.json").parent.mkdir(parents=True)
+    (RECIPE_DIR / "train_gone.json").write_text("{}")  # a stage no longer in the params file
+    assert write_recipes("params.yaml") == (len(with_values), len(with_values))
+    assert {p.stem for p in RECIPE_DIR.iterdir()} == with_values
+    before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in RECIPE_DIR.iterdir()}
+    tiny_raw["runs"]["gen3"]["distill"] = {"alpha": 0.25}
+    Path("params.yaml").write_text(yaml.safe_dump(tiny_raw))
+    assert write_recipes("params.yaml") == (2, len(with_values))
+    changed = {p.stem for p in RECIPE_DIR.iterdir() if (p.read_text(), p.stat().st_mtime_ns) != before[p.name]}
+    assert changed == {"train_gen3", "tables"}
+    assert json.loads((RECIPE_DIR / "train_gen3.json").read_text())["runs"]["gen3"]["distill"]["alpha"] == 0.25
+    assert subprocess.run([sys.executable, "-m", "kdlib.pipeline", RECIPES], capture_output=True,
+                          text=True).stdout == f"0 of {len(with_values)} recipes changed (results/recipes/)\n"
 
 
 def snakemake_graph(ws):
@@ -72,8 +99,12 @@ def test_snakemake_and_dvc_build_the_same_dag(tmp_path, profile):
     ws = make_workspace(tmp_path, REPO / profile)
     snake_nodes, snake_edges = snakemake_graph(ws)
     dvc_nodes, dvc_edges = dvc_graph(ws)
-    assert snake_nodes == dvc_nodes == {s.name for s in stages(str(ws / "params.yaml"))}
-    assert snake_edges == dvc_edges
+    listed = stages(str(ws / "params.yaml"))
+    assert snake_nodes == dvc_nodes - {RECIPES} == {s.name for s in listed}
+    # DVC's one extra node feeds every stage that has values its recipe file.
+    recipes = {e for e in dvc_edges if e[0] == RECIPES}
+    assert recipes == {(RECIPES, s.name) for s in listed if s.values} and len(recipes) >= len(listed) - 6
+    assert snake_edges == dvc_edges - recipes
     assert len(snake_edges) >= len(snake_nodes) - 1
 
 
@@ -92,7 +123,7 @@ def test_three_generation_chain_and_seeds_in_the_dag(tmp_path):
     ws = make_workspace(tmp_path, REPO / "configs/tiny.yaml")  # chain: teacher -> student_kd -> gen3
     snake_nodes, snake_edges = snakemake_graph(ws)
     _, dvc_edges = dvc_graph(ws)
-    for edges in (snake_edges, dvc_edges):
+    for edges in (snake_edges, {e for e in dvc_edges if e[0] != RECIPES}):
         assert {("fuse_teacher", "train_student_kd"), ("train_student_kd", "train_gen3"),
                 ("fuse_teacher", "train_student_kd_v2_s0"), ("fuse_teacher", "train_student_kd_v2_s1")} <= edges
         # Scratch baselines need only the data, and the seeds of one run are independent nodes.
@@ -103,22 +134,20 @@ def test_three_generation_chain_and_seeds_in_the_dag(tmp_path):
     assert "train_student_kd_scratch" not in snake_nodes  # `student` already is its baseline
 
 
-def test_chain_stage_params_track_what_defines_each_run():
+def test_chain_recipes_hold_what_defines_each_run():
     by_name = {s.name: s for s in stages(str(REPO / "configs/tiny.yaml"))}
-    assert {"runs.gen3", "runs.student_kd", "runs.teacher"} <= set(by_name["train_gen3"].params)
+    assert set(runs_in(by_name["train_gen3"])) == {"gen3", "student_kd", "teacher"}
     # The scratch baseline follows gen3's model and width, not its teacher or distillation settings.
-    scratch = by_name["train_gen3_scratch"].params
-    assert "runs.gen3.model" in scratch and "runs.gen3.width" in scratch
-    assert not {k for k in scratch if k.startswith(("chains", "runs.student_kd", "runs.teacher")) or k == "runs.gen3"}
-    # Every seed's run follows the run's recipe, key by key, but not its list of seeds (adding a seed re-runs
-    # nothing already trained) nor the seed in defaults, which it overrides (its teacher's seed still counts).
-    seeded = by_name["train_student_kd_v2_s0"].params
-    assert seeded == by_name["train_student_kd_v2_s1"].params
-    assert {"runs.student_kd_v2.model", "runs.student_kd_v2.distill.alpha", "runs.student_kd_v2.mix.cutmix_alpha"} <= set(seeded)
-    assert not {k for k in seeded if k.startswith("runs.student_kd_v2.seeds")}
-    own = load_params(TINY).sources["student_kd_v2_s0"].unused
-    assert _inherited({"seed": 0, "epochs": 3}, {"seeds": [0, 1]}, own) == ["defaults.epochs"]
-    assert '"seed": 1' in by_name["train_student_kd_v2_s1"].values
+    scratch, gen3 = runs_in(by_name["train_gen3_scratch"]), runs_in(by_name["train_gen3"])["gen3"]
+    assert set(scratch) == {"gen3_scratch"} and scratch["gen3_scratch"]["teacher"] is None
+    assert scratch["gen3_scratch"]["distill"] is None
+    assert {k: scratch["gen3_scratch"][k] for k in ("model", "width")} == {k: gen3[k] for k in ("model", "width")}
+    # Each seed's run is its own recipe with one seed and no list of seeds (adding a seed re-runs nothing already
+    # trained); the seeds differ in their seed only.
+    s0, s1 = runs_in(by_name["train_student_kd_v2_s0"]), runs_in(by_name["train_student_kd_v2_s1"])
+    assert (s0["student_kd_v2_s0"]["seed"], s1["student_kd_v2_s1"]["seed"]) == (0, 1)
+    assert s0["student_kd_v2_s0"]["seeds"] is None
+    assert {**s0["student_kd_v2_s0"], "seed": 1} == s1["student_kd_v2_s1"] and s0["teacher"] == s1["teacher"]
 
 
 @pytest.mark.parametrize("profile", ["configs/cifar10_seed000.yaml", "configs/cifar100.yaml", "configs/seed001_cifar100.yaml",
@@ -133,7 +162,7 @@ def test_paper_profiles_dry_run(tmp_path, profile):
     out, dvc = run_all([[str(BIN / "snakemake"), "-n"], [str(BIN / "dvc"), "status"]], ws)
     assert re.search(r"^total\s+\d+", out.stdout, re.M), out.stdout[-500:]
     planned = set(re.findall(r"^(\w+)\s+\d+$", out.stdout, re.M)) - {"all", "total"}  # the job counts' rules
-    assert planned == set(re.findall(r"^(\w+):$", dvc.stdout, re.M)), dvc.stdout[-500:]
+    assert planned | {RECIPES} == set(re.findall(r"^(\w+):$", dvc.stdout, re.M)), dvc.stdout[-500:]
     text = render_dvc_yaml(str(REPO / profile))
     assert f"--params {REPO / profile}" in text
 

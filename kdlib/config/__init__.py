@@ -9,7 +9,7 @@ The package, by concern:
   params      the whole params file (Params)
   load        reading YAML, merging defaults, chains, one run per seed, scratch baselines, error messages
   checks      cross-checks over the whole file (names, report roles, stage pairing, teacher cycles)
-  provenance  which params-file keys define a run (Source)
+  provenance  which `runs` entry a run comes from and which of its keys it ignores (Source)
   lineage     how runs relate through their teachers (ancestors, scratch baselines)
   suggest     'did you mean ...?' for misspelt names
 Every name other code imports from kdlib.config is re-exported here.
@@ -19,7 +19,7 @@ from kdlib.config.dense import (DENSE_ROLES, ROLE_FIELDS, TASKS, DenseExperiment
 from kdlib.config.lineage import ancestors, scratch_baseline
 from kdlib.config.load import RUN_NAME, load_params, validate
 from kdlib.config.params import Params
-from kdlib.config.provenance import Source, leaves, sets
+from kdlib.config.provenance import Source, sets
 from kdlib.config.schema import (Augment, ColorJitter, DatasetSpec, Distill, Export, Mix, Optimizer, RandomErasing,
                                  Report, Run, Schedule, Seed001Report, Seed002Report, Seed003Report, Strict)
 
@@ -27,4 +27,4 @@ __all__ = ["DENSE_ROLES", "ROLE_FIELDS", "RUN_NAME", "TASKS", "Augment", "ColorJ
            "DenseExperiment", "DenseTraining", "Distill", "EdgeData", "EdgeDistill", "EdgeExperiment", "Export", "Mix",
            "Optimizer", "Params", "RandomErasing", "Report", "Run", "SRData", "SRDistill", "SRExperiment", "SRNet",
            "Schedule", "Seed001Report", "Seed002Report", "Seed003Report", "Source", "Strict", "UNet", "ancestors",
-           "leaves", "load_params", "scratch_baseline", "sets", "validate"]
+           "load_params", "scratch_baseline", "sets", "validate"]

@@ -203,14 +203,14 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
         except ValidationError as e:
             problems += [_describe(err, run or {}, name) for err in e.errors()]
         # Given stage by stage, the epochs depend on no `epochs` key.
-        sources[name] = _source(name, run or {}, replicated="seeds" in merged, unused={"epochs"} if staged else set())
+        sources[name] = _source(name, replicated="seeds" in merged, unused={"epochs"} if staged else set())
     try:
         params = Params.model_validate({**raw, "runs": {}, "chains": raw_chains})
     except ValidationError as e:
         problems += [_describe(err, None, None) for err in e.errors()]
         params = None
     if not problems and params is not None:
-        problems += _add_scratch_baselines(params.chains, runs, sources, raw_runs)
+        problems += _add_scratch_baselines(params.chains, runs, sources)
     if not problems and params is not None:
         problems += _cross_check(params, runs)
     if not problems and params is not None:
@@ -253,8 +253,7 @@ def _chain_teachers(chains: dict, raw_runs: dict) -> tuple[dict[str, tuple[str, 
     return out, problems
 
 
-def _add_scratch_baselines(chains: dict[str, list[str]], runs: dict[str, Run], sources: dict[str, Source],
-                           raw_runs: dict) -> list[str]:
+def _add_scratch_baselines(chains: dict[str, list[str]], runs: dict[str, Run], sources: dict[str, Source]) -> list[str]:
     """Every chain student gets a scratch-trained run of its recipe, unless one is already among the runs."""
     problems = []
     for chain, members in chains.items():
@@ -268,8 +267,7 @@ def _add_scratch_baselines(chains: dict[str, list[str]], runs: dict[str, Run], s
                                 f"'{student}', and this run has another recipe; rename it")
                 continue
             runs[name] = scratch
-            sources[name] = _source(student, raw_runs[student] or {}, replicated=scratch.seeds is not None,
-                                    unused={"teacher", "distill"})
+            sources[name] = _source(student, replicated=scratch.seeds is not None, unused={"teacher", "distill"})
     return problems
 
 
