@@ -56,7 +56,8 @@ class Stage:
     arg: str | None
     deps: list[str]
     outs: list[str] = field(default_factory=list)  # cached by DVC
-    metrics: list[str] = field(default_factory=list)  # small JSON, kept in git, not cached
+    metrics: list[str] = field(default_factory=list)  # small JSON of numbers, kept in git: DVC's metrics
+    records: list[str] = field(default_factory=list)  # other small JSON, kept in git, not cached
     plots: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)  # tables and figures, kept in git
     tables: dict[str, list[str]] = field(default_factory=dict)  # name-table file -> the entries the stage uses
@@ -78,7 +79,7 @@ class Stage:
 
     @property
     def outputs(self) -> list[str]:
-        return self.outs + self.metrics + self.plots + self.reports
+        return self.outs + self.metrics + self.records + self.plots + self.reports
 
 
 def code_deps(script: str, root: Path = Path("."), skip: tuple[str, ...] = NOT_RESULT_CODE) -> list[str]:
@@ -280,13 +281,14 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
             out.append(Stage(f"fuse_{name}", "stages/fuse.py", name,
                              deps_list(["stages/fuse.py"], test_data, [str(folder / "model.pt")],
                                        sorted(set(code_deps("stages/fuse.py") + model_code))),
-                             outs=[str(folder / "deploy.pt")], metrics=[str(folder / "fuse.json")], all_cores=True))
+                             outs=[str(folder / "deploy.pt")], records=[str(folder / "fuse.json")], all_cores=True))
         export_tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
         out.append(Stage(f"export_{name}", "stages/export.py", name,
                          deps_list(["stages/export.py"], test_data, checkpoint,
                                    [str(folder / "model.pt")] if run.block_type == "acb" else [],
                                    sorted(set(code_deps("stages/export.py") + model_code))),
-                         outs=[str(folder / "model.onnx")], metrics=[str(folder / f) for f in ("eval.json", "export.json")],
+                         outs=[str(folder / "model.onnx")], metrics=[str(folder / "eval.json")],
+                         records=[str(folder / f) for f in ("export.json", "samples.json")],
                          tables=export_tables,
                          values=_values({"export": params.export.model_dump()}, export_tables),
                          all_cores=True))
@@ -297,7 +299,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     labels = {f"METHODS.{r.distill.method}.label" for r in params.runs.values() if r.teacher is not None}
     tables = {METHODS_TABLE: sorted(labels)} if labels else {}
     results = [str(run_dir(n) / f) for n, r in params.runs.items()
-               for f in ("metrics.json", "history.csv", "eval.json", "export.json")
+               for f in ("metrics.json", "history.csv", "eval.json", "samples.json", "export.json")
                + (("fuse.json",) if r.block_type == "acb" else ())]
     # The test images too: the prediction figure shows some of them.
     data = [str(dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
@@ -401,8 +403,8 @@ def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
             if paths:
                 d[kind] = [{p: {"persist": True} if kind == "outs" else {"cache": False, "persist": True}}
                            for p in paths]
-        if stage.reports:
-            d.setdefault("outs", []).extend({p: {"cache": False, "persist": True}} for p in stage.reports)
+        if stage.records or stage.reports:
+            d.setdefault("outs", []).extend({p: {"cache": False, "persist": True}} for p in stage.records + stage.reports)
         return d
 
     # The whole params file as params (an empty key list): `dvc params diff` and `dvc exp show` see every key,

@@ -1,6 +1,6 @@
 """Evaluate a finished run's inference form (an ACB run's fused deploy.pt) on its whole test split and export it
-to ONNX: results/runs/<name>/eval.json (accuracy, loss, per class), model.onnx and export.json (parity with
-PyTorch on the test split, parameters, FLOPs, sizes, latencies).
+to ONNX: results/runs/<name>/eval.json (accuracy, loss, per class), samples.json (top-3 on 24 test images),
+model.onnx and export.json (parity with PyTorch on the test split, parameters, FLOPs, sizes, latencies).
 
 Fails, writing nothing, if onnxruntime's logits differ from PyTorch's by more than 1e-4 or its top-1 class does,
 on any test image.
@@ -18,7 +18,8 @@ def main(params, name):
     require(params, "runs", name)
     tested, r = export_run(name, params)
     p, ms = r["parity"], r["forms"]["deployed"]["latency_ms"]
-    print(f"{name}: test acc {tested['test_acc']:.2f}% on {tested['num_test']} images ({tested['checkpoint']})")
+    print(f"{name}: test acc {tested['test_acc']:.2f}% on {tested['num_test']} images "
+          f"({r['forms']['deployed']['checkpoint']})")
     print(f"{name}: model.onnx (opset {r['onnx']['opset']}, {r['onnx']['bytes'] / 1e6:.2f} MB) = PyTorch on all "
           f"{p['num_test']} test images (top-1 {p['onnx_test_acc']:.2f}%, max |logit diff| {p['max_abs_logit_diff']:.2g}); "
           f"ms per batch, {r['threads']} threads: " + ", ".join(

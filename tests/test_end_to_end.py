@@ -1,4 +1,6 @@
 """The whole DAG on the tiny profile with Snakemake, then the DVC bookkeeping, then a params edit."""
+import csv
+import io
 import json
 import re
 
@@ -6,6 +8,7 @@ import pandas as pd
 import torch
 import yaml
 
+from kdlib.config import load_params
 from tests.conftest import DVC, SNAKEMAKE, assert_up_to_date, by_params, run, run_all, to_rerun
 
 SEED003 = ("s3_kd", "s3_at", "s3_dkd", "s3_st", "s3_nst", "s3_reviewkd", "s3_kd_mse", "s3_stablekd_0", "s3_stablekd",
@@ -223,7 +226,7 @@ def test_seed001_and_seed002_tables_hold_the_computed_metrics(finished):
         assert heading in report
     for figure in ("seed001_loss_curves", "seed002_accuracy_params", "seed002_predictions"):
         assert (finished / f"results/figures/{figure}.png").stat().st_size > 10_000
-    top3 = json.loads((finished / "results/runs/student_kd/eval.json").read_text())["top3"]
+    top3 = json.loads((finished / "results/runs/student_kd/samples.json").read_text())["top3"]
     assert len(top3) == 24 and all(len(s["classes"]) == 3 and s["probs"] == sorted(s["probs"], reverse=True)
                                    for s in top3)
 
@@ -287,3 +290,33 @@ def test_dense_edits_rerun_only_the_roles_that_read_the_key(finished):
     snake, dvc = edited(finished, lambda raw: raw["dense"]["sr_tiny"]["data"].update(blur_sigma=1.5))
     assert snake == dvc == {"prepare_dense_sr_tiny", *(f"train_dense_sr_tiny_{r}" for r in ("teacher", "scratch", "kd")),
                             "tables"}
+
+
+def test_a_dvc_experiment_reruns_the_edited_run_only_and_shows_its_numbers(finished):
+    """The README's `dvc exp` section on the tiny profile: one setting changed for one stage, in a temporary copy
+    (the workspace keeps its results), then the table of what changed."""
+    gitignore = finished / ".gitignore"
+    if "__pycache__/" not in gitignore.read_text():
+        gitignore.write_text(gitignore.read_text() + "__pycache__/\n")
+    run(["git", "add", "-A"], finished)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "tiny pipeline"], finished)
+    # `+`: a key the run's entry does not have yet (it takes the default's epochs).
+    out = run([DVC, "exp", "run", "--temp", "-S", "+runs.student.epochs=2", "train_student"], finished).stdout
+    assert set(re.findall(r"Running stage '(\w+)'", out)) == {"recipes", "train_student"}, out
+    rows = list(csv.DictReader(io.StringIO(run([DVC, "exp", "show", "--csv"], finished).stdout)))
+    metrics = [c for c in rows[0] if ".json:" in c and not c.startswith("results/recipes/")]
+    # Numbers only: every metric of the baseline reads as one (per-class accuracies, losses, counts).
+    assert metrics and all(rows[0][c] == "" or float(rows[0][c]) == float(rows[0][c]) for c in metrics)
+    assert not [c for c in metrics if c.rsplit(":", 1)[1] in ("run", "model", "block_type", "teacher", "checkpoint")]
+    changed = list(csv.DictReader(io.StringIO(run([DVC, "exp", "show", "--csv", "--only-changed"], finished).stdout)))
+    columns = {c for c in changed[0] if ":" in c or c.startswith("runs.")}
+    assert "runs.student.epochs" in columns and "results/runs/student/metrics.json:epochs" in columns
+    assert {c.split(":")[0] for c in columns if ".json:" in c} == {"results/runs/student/metrics.json"}
+    experiment = changed[-1]
+    assert experiment["runs.student.epochs"] == "2" and experiment["results/runs/student/metrics.json:epochs"] == "2"
+    assert experiment["results/runs/student/metrics.json:final.epoch"] == "2"
+    # The headline accuracy of every run in one row each: the columns a pattern keeps.
+    kept = run([DVC, "exp", "show", "--csv", "--drop", ".*", "--keep", "Experiment|.*/eval.json:test_acc"], finished)
+    header = next(csv.reader(io.StringIO(kept.stdout)))
+    assert header[1:] == [f"results/runs/{n}/eval.json:test_acc" for n in load_params(finished / "params.yaml").runs]
+    assert_up_to_date(finished)

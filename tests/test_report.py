@@ -59,6 +59,7 @@ def known(tmp_path, monkeypatch):
             {"params": train_params, "best": {"test_acc": acc, "epoch": 2}, "final": {"test_acc": acc},
              "train_images": 100, "test_images": 50}))
         (folder / "eval.json").write_text(json.dumps({"test_acc": acc, "num_test": 80}))
+        (folder / "samples.json").write_text(json.dumps({"checkpoint": "model.pt", "top3": []}))
         stablekd = {"stage": [0, 1], "blocks": [4, 2]} if name.startswith(("s3_stablekd", "vit_stablekd")) else {}
         pd.DataFrame({"epoch": [1, 2], "test_acc": [acc - 5, acc], "train_loss": [2.0, 1.0], "test_loss": [2.5, 1.5],
                       "train_s": SECONDS.get(name, [1.0, 1.0]), **stablekd}).to_csv(folder / "history.csv", index=False)

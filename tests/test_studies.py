@@ -63,7 +63,7 @@ def _fake_inputs(params, root: Path) -> None:
         path = root / "results/runs" / name / "eval.json"
         top3 = [{"index": i, "label": i, "classes": [(i + k) % 10 for k in range(3)], "probs": [0.6, 0.3, 0.1]}
                 for i in range(8)]
-        path.write_text(json.dumps(json.loads(path.read_text()) | {"top3": top3}))
+        (path.parent / "samples.json").write_text(json.dumps({"checkpoint": "model.pt", "top3": top3}))
         fuse = root / "results/runs" / name / "fuse.json"
         if fuse.is_file():  # what seed 000's table 2 prints
             acc = json.loads(path.read_text())["test_acc"]
@@ -86,13 +86,13 @@ def _fake_inputs(params, root: Path) -> None:
             run = root / "results/dense" / name / role
             run.mkdir(parents=True)
             final = {"psnr_y": 25.0 + i, "ssim_y": 0.8, "psnr_rgb": 24.0} if sr else {"ods_f": 0.5 + i / 10}
-            (run / "metrics.json").write_text(json.dumps({"params": 12345, "final": final, "perceptual": "vgg"}))
+            (run / "metrics.json").write_text(json.dumps({"params": 12345, "final": final}))
             epochs = range(1, exp.net(role).epochs + 1)
             pd.DataFrame({"epoch": list(epochs), "dice": [0.1 * k for k in epochs]}).to_csv(run / "history.csv",
                                                                                             index=False)
             outputs = ([torch.randint(0, 255, tuple(test["hr"][0].shape), generator=g, dtype=torch.uint8)] if sr
                        else torch.randint(0, 255, (2, 32, 32), generator=g, dtype=torch.uint8))
-            torch.save({"outputs": outputs}, run / "predictions.pt")
+            torch.save({"outputs": outputs, "perceptual": "vgg"}, run / "predictions.pt")
 
 
 def _written(root: Path) -> set[str]:

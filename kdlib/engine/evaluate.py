@@ -24,12 +24,11 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
             "logits": logits, "predictions": predictions, "labels": labels}
 
 
-def test_report(run: str, checkpoint: str, result: dict, classes: list[str]) -> dict:
-    """A run's eval.json: accuracy and loss on the whole test split, per class, and top-3 samples."""
+def test_report(result: dict, classes: list[str]) -> dict:
+    """A run's eval.json, numbers only (DVC metrics): accuracy and loss on the whole test split, and per class."""
     hits = result["predictions"] == result["labels"]
     per_class = {c: 100.0 * hits[result["labels"] == i].float().mean().item() for i, c in enumerate(classes)}
-    return {"run": run, "checkpoint": checkpoint, "test_acc": result["acc"], "test_loss": result["loss"],
-            "num_test": len(hits), "per_class_acc": per_class, "top3": top3_samples(result["logits"], result["labels"])}
+    return {"test_acc": result["acc"], "test_loss": result["loss"], "num_test": len(hits), "per_class_acc": per_class}
 
 
 def top3_samples(logits: torch.Tensor, labels: torch.Tensor, count: int = 24) -> list[dict]:

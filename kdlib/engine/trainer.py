@@ -207,10 +207,10 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     model = distiller.deployable()
     best = max((row for row in history if not math.isnan(row["test_acc"])), key=lambda row: row["test_acc"])
     end_row = history[-1]
-    metrics = {"run": name, "model": run.model, "width": run.width, "block_type": run.block_type,
-               "dataset": run.dataset, "train_images": len(files.train.labels),
-               "test_images": len(files.test.labels), "tested_every": run.evaluation.every, "teacher": run.teacher,
-               "seed": run.seed, "epochs": run.epochs, "params": count_parameters(model),
+    # Numbers only (DVC metrics, compared across experiments); what the run is, is its recipe (results/recipes).
+    metrics = {"train_images": len(files.train.labels), "test_images": len(files.test.labels),
+               "tested_every": run.evaluation.every, "seed": run.seed, "epochs": run.epochs,
+               "params": count_parameters(model),
                "final": {"epoch": end_row["epoch"], "test_acc": end_row["test_acc"],
                          "test_loss": end_row["test_loss"], "train_loss": end_row["train_loss"]},
                "best": {"epoch": best["epoch"], "test_acc": best["test_acc"]}, "processes": ranks}

@@ -15,7 +15,7 @@ from kdlib.config import Export, Params
 from kdlib.data.prepared import load_prepared, test_loader
 from kdlib.atomic import atomic_write_text
 from kdlib.engine.checkpoint import inference_model, trained_model
-from kdlib.engine.evaluate import evaluate, test_report
+from kdlib.engine.evaluate import evaluate, test_report, top3_samples
 from kdlib.engine.latency import alternating_median_ms
 from kdlib.counting import count_flops, count_parameters
 from kdlib.errors import KDError
@@ -24,8 +24,8 @@ from kdlib.export.parity import parity
 from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 def export_run(name: str, params: Params) -> tuple[dict, dict]:
-    """eval.json, model.onnx and export.json for one run (returned: the evaluation and the export report), or
-    none of them: the stage fails if the ONNX model's logits differ from PyTorch's by more than the tolerance, or
+    """eval.json, samples.json, model.onnx and export.json for one run (returned: the evaluation and the export
+    report), or none of them: the stage fails if the ONNX model's logits differ from PyTorch's by more than the tolerance, or
     its top-1 class does, on any test image."""
     run = params.runs[name]
     folder = run_dir(name)
@@ -66,9 +66,11 @@ def export_run(name: str, params: Params) -> tuple[dict, dict]:
                                    "onnx_bytes": onnx_path.stat().st_size, "params": count_parameters(model),
                                    "flops": count_flops(model, shape), "latency_ms": timings[form]}
                             for form, (path, model, onnx_path) in forms.items()}}
-        tested = test_report(name, checkpoint.name, evaluation, files.meta["classes"])
+        tested = test_report(evaluation, files.meta["classes"])
         exported_path.replace(folder / "model.onnx")
     atomic_write_text(folder / "export.json", json.dumps(report, indent=2))
+    samples = {"checkpoint": checkpoint.name, "top3": top3_samples(evaluation["logits"], evaluation["labels"])}
+    atomic_write_text(folder / "samples.json", json.dumps(samples, indent=2))
     atomic_write_text(folder / "eval.json", json.dumps(tested, indent=2))
     return tested, report
 

@@ -25,6 +25,7 @@ def _read(name: str, acb: bool) -> dict:
     folder = run_dir(name)
     return {"metrics": json.loads((folder / "metrics.json").read_text()),
             "eval": json.loads((folder / "eval.json").read_text()),
+            "samples": json.loads((folder / "samples.json").read_text()),
             "fuse": json.loads((folder / "fuse.json").read_text()) if acb else None,
             "export": json.loads((folder / "export.json").read_text()),
             "history": pd.read_csv(folder / "history.csv")}

@@ -108,7 +108,7 @@ def prediction_figure(params: Params, res: Results, path: Path, count: int = 5) 
     teacher, student = _chain(params)[:2]
     runs = [("teacher", teacher), ("scratch", scratch_baseline(params.written, student)), ("distilled", student)]
     runs = [(role, name) for role, name in runs if name]
-    tops = {role: {s["index"]: s for s in res.first(name)["eval"]["top3"]} for role, name in runs}
+    tops = {role: {s["index"]: s for s in res.first(name)["samples"]["top3"]} for role, name in runs}
     shared = sorted(set.intersection(*(set(t) for t in tops.values())))
     students = [role for role, _ in runs if role != "teacher"]
     disagree = lambda i: len({tops[r][i]["classes"][0] for r in students}) > 1  # noqa: E731

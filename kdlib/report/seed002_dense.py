@@ -37,12 +37,14 @@ class Experiment:
         self.name, self.exp = name, params.dense[name]
         self.meta = json.loads((dense_data_dir(name) / "meta.json").read_text())
         self.test = torch.load(dense_data_dir(name) / "test.pt", weights_only=True)
-        self.metrics, self.history, self.outputs = {}, {}, {}
+        self.metrics, self.history, self.outputs, self.notes = {}, {}, {}, {}
         for role in DENSE_ROLES:
             folder = dense_run_dir(name, role)
             self.metrics[role] = json.loads((folder / "metrics.json").read_text())
             self.history[role] = pd.read_csv(folder / "history.csv")
-            self.outputs[role] = torch.load(folder / "predictions.pt", weights_only=True)["outputs"]
+            blob = torch.load(folder / "predictions.pt", weights_only=True)
+            self.outputs[role] = blob.pop("outputs")
+            self.notes[role] = blob  # how they were made (the SR student's perceptual network)
 
     def model(self, role: str) -> str:
         net = self.exp.net(role)
@@ -79,7 +81,7 @@ def sr_table(e: Experiment) -> str:
     caption = (f"_{e.recipe_line()} Scores on the held-out image(s), x{e.exp.data.scale}: PSNR and SSIM on the Y "
                f"channel (BT.601) and PSNR on RGB, {e.exp.data.scale} border pixels cropped, outputs rounded to 8 bit. "
                f"KD: L1 + {d.feature_weight:g} x feature L2 + {d.perceptual_weight:g} x perceptual "
-               f"({e.metrics['kd'].get('perceptual', '-')}, {d.perceptual_layer}). The seed's column: its PSNR "
+               f"({e.notes['kd'].get('perceptual', '-')}, {d.perceptual_layer}). The seed's column: its PSNR "
                "(SwinIR teacher, 160px patches of Motorcycle and Astronaut, 20 epochs)._")
     return tabulate(rows, headers=["method", "model", "params", "PSNR-Y (dB)", "SSIM-Y", "PSNR-RGB (dB)",
                                    f"{PUBLISHED} PSNR (dB)"], tablefmt="github", disable_numparse=True) + \
