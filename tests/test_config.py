@@ -5,7 +5,8 @@ import sys
 import pytest
 import yaml
 
-from kdlib.config import Source, load_params, validate
+from kdlib.config import Run, Source, load_params, validate
+from kdlib.config.reference import TARGET, render
 from kdlib.errors import KDError
 from tests.conftest import REPO, TINY
 
@@ -230,3 +231,15 @@ def test_seeds_expand_into_one_run_each_learning_from_its_seeds_teacher(tiny_raw
     assert params.runs["gen3_s2"].teacher == "student_kd_s2" and params.runs["student_kd_s2"].teacher == "teacher_s2"
     assert params.replicas["gen3_scratch"] == {2: "gen3_scratch_s2"}
     assert params.sources["teacher_s1"] == params.sources["teacher_s0"]
+
+
+def test_the_params_reference_is_generated_and_up_to_date():
+    text = render()
+    assert (REPO / TARGET).read_text() == text, "stale: run `python -m kdlib.config.reference`"
+    # Every key of a run, with its type, bounds, default and the comment beside it in the schema.
+    assert all(f"| `{key}` |" in text for key in Run.model_fields)
+    assert "| `train_fraction` | number (> 0, ≤ 1) | `1.0` | Train on this share of every class" in text
+    assert "| `block_type` | one of `base`, `acb` | `\"base\"` |" in text
+    assert "| `epochs` | whole number (> 0, ≤ 1000000) | required |" in text
+    assert "| `dkd` | DKD | beta, temperature | beta: 8.0, temperature: 4.0 |" in text
+    assert "## `dense.<name>[edges].teacher`, `dense.<name>[edges].student`" in text
