@@ -241,5 +241,6 @@ def test_the_params_reference_is_generated_and_up_to_date():
     assert "| `train_fraction` | number (> 0, ≤ 1) | `1.0` | Train on this share of every class" in text
     assert "| `block_type` | one of `base`, `acb` | `\"base\"` |" in text
     assert "| `epochs` | whole number (> 0, ≤ 1000000) | required |" in text
+    assert "| `alpha_end` | number (≥ 0, ≤ 1), or null | `null` |" in text  # bounds inside a union
     assert "| `dkd` | DKD | beta, temperature | beta: 8.0, temperature: 4.0 |" in text
     assert "## `dense.<name>[edges].teacher`, `dense.<name>[edges].student`" in text

@@ -48,6 +48,8 @@ def comments(cls: type) -> dict[str, str]:
 
 def describe(annotation, metadata=()) -> str:
     """A type as a reader of params.yaml meets it, with its bounds."""
+    # Field(...) inside an Annotated within a union stays a FieldInfo: its bounds are in its own metadata.
+    metadata = [c for m in metadata for c in (m.metadata if isinstance(m, FieldInfo) else [m])]
     bounds = [f"{word} {getattr(m, attr)}" for m in metadata for attr, word in BOUNDS if getattr(m, attr, None) is not None]
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
@@ -55,8 +57,6 @@ def describe(annotation, metadata=()) -> str:
     if origin in (Union, types.UnionType):
         shown = [describe(a) for a in args if a is not type(None)]
         return " or ".join(shown) + (", or null" if type(None) in args else "")
-    if isinstance(annotation, FieldInfo):
-        return ""
     if origin is Literal:
         text = "one of " + ", ".join(f"`{a}`" for a in args)
     elif origin is list:
