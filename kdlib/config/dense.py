@@ -13,8 +13,8 @@ from kdlib.config.schema import COUNT, SEED, SIDE, Strict
 class DenseTraining(Strict):
     """What the three runs of a dense experiment share: Adam at `lr`, batches, the seed."""
     batch_size: COUNT
-    lr: Annotated[float, Field(gt=0, le=10)]
-    seed: SEED = 0
+    lr: Annotated[float, Field(gt=0, le=10)]  # Adam's
+    seed: SEED = 0  # weights and batch order
     plateau_patience: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # ReduceLROnPlateau on the held-out loss; null: constant
 
 
@@ -25,7 +25,7 @@ class SRData(Strict):
     eval_images: list[str] | None = None  # held out for evaluation
     train_path: str | None = None  # folder: every image file in it (e.g. DIV2K_train_HR)
     eval_path: str | None = None  # (e.g. Set5's HR images)
-    scale: Literal[2, 3, 4] = 4
+    scale: Literal[2, 3, 4] = 4  # the up-scaling factor
     blur_sigma: Annotated[float, Field(ge=0, le=100)] = 1.0  # of the Gaussian before down-sampling, in HR pixels
     patch_size: SIDE = 64  # HR side of a training patch
     patches: COUNT = 256  # training patches, cut once from the training images (seeded)
@@ -59,18 +59,18 @@ class SRDistill(Strict):
     feature_weight: Annotated[float, Field(ge=0, le=1e6)] = 1.0  # L2 between the body features (student via a 1x1 projector)
     perceptual_weight: Annotated[float, Field(ge=0, le=1e6)] = 1.0  # VGG-16 feature distance to the teacher's output
     perceptual_weights: Literal["auto", "imagenet", "random"] = "auto"  # auto: ImageNet if on disk, else random
-    perceptual_layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"] = "relu2_2"
+    perceptual_layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"] = "relu2_2"  # the VGG-16 features compared
 
 
 class EdgeData(Strict):
     """Images with binary boundary maps (seed 002, Task 2.2)."""
     source: Literal["shapes", "bsds500"] = "shapes"
     path: str | None = None  # bsds500: the folder holding images/ and groundTruth/
-    image_size: SIDE = 64
+    image_size: SIDE = 64  # square side, in pixels
     train_images: COUNT | None = None  # shapes: how many scenes
-    test_images: COUNT | None = None
+    test_images: COUNT | None = None  # shapes: how many held-out scenes
     train_splits: Annotated[list[str], Field(min_length=1)] = ["train"]  # bsds500
-    eval_split: str = "val"
+    eval_split: str = "val"  # bsds500: the held-out split
     agreement: Annotated[float, Field(gt=0, le=1)] = 0.5  # bsds500: share of annotators that must mark an edge
     seed: SEED = 0  # shapes: scene generator
 

@@ -14,9 +14,9 @@ DEFAULT_PARAMS = "params.yaml"  # the params file stage commands leave unnamed
 
 
 class Params(Strict):
-    profile: str = "custom"
-    description: str = ""
-    datasets: dict[str, DatasetSpec]
+    profile: str = "custom"  # the profile's name, shown in the report
+    description: str = ""  # what it runs, shown in the report
+    datasets: dict[str, DatasetSpec]  # name -> where its images come from
     runs: dict[str, Run]  # after validation: every run to train, one per seed, with chain teachers filled in
     # chain name -> [teacher, gen 2, gen 3, ...]: each generation distils from the one before it (or from an
     # earlier member it names as teacher), and each student gets a scratch-trained baseline <student>_scratch.

@@ -28,11 +28,12 @@ SIDE = Annotated[int, Field(gt=0, le=4096)]  # image sides, in pixels
 
 
 class DatasetSpec(Strict):
+    # photo_shapes and digits ship with installed packages; cifar10/100 via torchvision; imagefolder: your own
     source: Literal["photo_shapes", "digits", "cifar10", "cifar100", "imagefolder"]
     path: str | None = None  # imagefolder root, or where CIFAR archives are (default data/raw)
-    image_size: SIDE = 32
-    train_per_class: COUNT | None = None  # photo_shapes only
-    test_per_class: COUNT | None = None
+    image_size: SIDE = 32  # square side the images are resized to, in pixels
+    train_per_class: COUNT | None = None  # photo_shapes only: images drawn per class
+    test_per_class: COUNT | None = None  # photo_shapes only
 
     @model_validator(mode="after")
     def _source_needs(self):
@@ -45,10 +46,10 @@ class DatasetSpec(Strict):
 
 class Optimizer(Strict):
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: Annotated[float, Field(gt=0, le=10)] = 0.05
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.05  # the peak learning rate the schedule starts from
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9  # sgd only
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 5e-4
-    nesterov: bool = False
+    nesterov: bool = False  # sgd only
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self):
@@ -75,14 +76,15 @@ class Schedule(Strict):
 
 
 class ColorJitter(Strict):
-    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0  # each: the jitter's range (0: off), as in torchvision
     contrast: Annotated[float, Field(ge=0, le=1)] = 0.0
     saturation: Annotated[float, Field(ge=0, le=1)] = 0.0
     hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
 
 
 class RandomErasing(Strict):
-    p: Annotated[float, Field(ge=0, le=1)] = 0.25
+    p: Annotated[float, Field(ge=0, le=1)] = 0.25  # chance an image gets a rectangle erased
+    # [low, high] share of the image the rectangle covers
     scale: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=2, max_length=2)] = [0.02, 0.2]
 
     @model_validator(mode="after")
@@ -96,7 +98,7 @@ class Augment(Strict):
     """Per-image training augmentation (torchvision v2), in this order: crop, flip, AutoAugment, colour
     jitter, then normalisation, then random erasing."""
     crop_padding: Annotated[int, Field(ge=0, le=4096)] = 4  # random crop after zero padding; 0 turns it off
-    hflip: bool = True
+    hflip: bool = True  # random horizontal flip
     autoaugment: bool = False  # torchvision's CIFAR-10 AutoAugment policy
     color_jitter: ColorJitter | None = None
     random_erasing: RandomErasing | None = None
@@ -107,7 +109,7 @@ class Augment(Strict):
 
 class Mix(Strict):
     """Per batch, Mixup or CutMix with equal chance (torchvision v2); labels mix by lambda."""
-    mixup_alpha: Annotated[float, Field(gt=0, le=100)] = 0.8
+    mixup_alpha: Annotated[float, Field(gt=0, le=100)] = 0.8  # Beta(alpha, alpha) draws lambda
     cutmix_alpha: Annotated[float, Field(gt=0, le=100)] = 1.0
 
 
@@ -119,7 +121,7 @@ class Distill(Strict):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.9  # weight of the KD term; 1 - alpha weighs cross-entropy
     # Alpha per epoch: constant; linear from alpha to alpha_end; three_phase (seed 000): 1, 0.5, 0 by thirds.
     schedule: Literal["constant", "linear", "three_phase"] = "constant"
-    alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None
+    alpha_end: Annotated[float, Field(ge=0, le=1)] | None = None  # the last epoch's alpha, schedule linear only
     temperature: Annotated[float, Field(gt=0, le=1000)] | None = None  # default: 4, or 1 for kd_mse and stablekd
     # The method's own weight (default: its row's): at 1000, dkd 8 (non-target term), st 10 (gradients), nst 50,
     # reviewkd 1.
@@ -176,21 +178,21 @@ class Distill(Strict):
 class Evaluation(Strict):
     """How training tests the model between epochs (history.csv, metrics.json). The export stage always scores the
     whole test split (eval.json), which the tables report."""
-    every: COUNT = 1  # test after every k-th epoch; the last epoch (of the run, or of a StableKD stage) always
+    every: COUNT = 1  # test after every k-th epoch, and always after a run's (or StableKD stage's) last one
     # Test on this share of every class of the test split: the same images for every run (drawn with seed 0).
     test_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class Run(Strict):
-    model: str
-    dataset: str
+    model: str  # a name in kdlib/models/registry.py (listed at the end of this page)
+    dataset: str  # a name under `datasets`
     # Channel multiplier; below 1/16 the narrowest layers of every family keep one or two channels.
     width: Annotated[float, Field(ge=0.0625, le=16)] = 1.0
     block_type: Literal["base", "acb"] = "base"  # acb: every eligible KxK conv becomes an ACB, fused for inference
     pretrained: bool = False  # start from published ImageNet weights (torchvision models only)
     epochs: COUNT
     batch_size: COUNT = 128
-    seed: SEED = 0
+    seed: SEED = 0  # weights, data order, augmentation and the train_fraction subset
     # Replicates: one run per seed, named <run>_s<seed>, each a node of its own; tables give mean ± std.
     seeds: Annotated[list[SEED], Field(min_length=1, max_length=1000)] | None = None
     optimizer: Optimizer = Optimizer()
@@ -202,8 +204,8 @@ class Run(Strict):
     train_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 on CPU or CUDA, fp16 on CUDA only
     evaluation: Evaluation = Evaluation()
-    teacher: str | None = None
-    distill: Distill | None = None
+    teacher: str | None = None  # a run to distil from (in its inference form: an ACB teacher fused)
+    distill: Distill | None = None  # how (with a teacher; default: logit KD)
 
     @field_validator("model")
     @classmethod
@@ -317,13 +319,14 @@ class Seed003Report(Strict):
 
 class Report(Strict):
     """Which runs play which role in the seed 001-003 tables (seed 000's roles are read from the recipes)."""
-    seed001: Seed001Report | None = None
-    seed002: Seed002Report | None = None
-    seed003: Seed003Report | None = None
+    seed001: Seed001Report | None = None  # null: no seed 001 tables
+    seed002: Seed002Report | None = None  # null: no seed 002 chain tables
+    seed003: Seed003Report | None = None  # null: no seed 003 tables
 
 
 class Export(Strict):
     """How stages/export.py times every run's inference form (eager PyTorch and onnxruntime, median ms per batch).
     Parity is not a setting: logits within 1e-4 and the same top-1 on every test image, or the stage fails."""
+    # Batch sizes timed
     latency_batches: Annotated[list[Annotated[int, Field(gt=0, le=4096)]], Field(min_length=1)] = [1, 64]
     latency_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0  # timing budget per batch size, all candidates together
