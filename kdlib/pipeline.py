@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import json
 import os
 import sys
@@ -25,7 +26,6 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from dvc.utils.serialize._py import parse_py
 from pydantic import BaseModel
 
 from kdlib.atomic import atomic_write_text
@@ -181,8 +181,8 @@ def _tables(*found: dict[str, set[str]]) -> dict[str, list[str]]:
 
 def _defaults_taken(value: BaseModel, given: list, skip=frozenset()) -> dict[str, set[str]]:
     """Schema classes (file -> class names) whose field defaults `value` takes: its own class where a field is not
-    given (in any of the `given` mappings), and those of its nested settings. DVC reads a class's literal defaults
-    as one param, so editing a default re-runs what takes any default of that class, in both tools."""
+    given (in any of the `given` mappings), and those of its nested settings. A class's defaults are one entry, so
+    editing a default re-runs what takes any default of that class, in both tools."""
     given = [g for g in given if isinstance(g, dict)]
     cls = type(value)
     found: dict[str, set[str]] = {}
@@ -190,7 +190,7 @@ def _defaults_taken(value: BaseModel, given: list, skip=frozenset()) -> dict[str
         if key in skip:
             continue
         present = [g[key] for g in given if key in g]
-        if not present and _literals(_source_file(cls)).get(cls.__name__):  # a class with literal defaults
+        if not present and _class_defaults(cls):  # a class with defaults of its own
             found.setdefault(_source_file(cls), set()).add(cls.__name__)
         nested = getattr(value, key)
         if isinstance(nested, BaseModel):
@@ -208,18 +208,21 @@ def _add(found: dict[str, set[str]], more: dict[str, set[str]]) -> None:
 
 
 def _table_value(path: str, key: str):
-    """A table entry as its file's literals give it (read with DVC's parser of Python params files, which takes a
-    class's literal field defaults), e.g. `MODELS.resnet20` of kdlib/models/registry.py or `Optimizer` of
-    kdlib/config/schema.py."""
-    node = _literals(path)
-    for part in key.split("."):
+    """A table entry, e.g. `MODELS.resnet20` of kdlib/models/registry.py, `METHODS.dkd.defaults.beta` of
+    kdlib/distill/methods.py, or a schema class's defaults, `Optimizer` of kdlib/config/schema.py."""
+    name, *parts = key.split(".")
+    node = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        node = _class_defaults(node)
+    for part in parts:
         node = node[part]
     return node
 
 
-@cache
-def _literals(path: str) -> dict:
-    return parse_py(Path(path).read_text(), path)
+def _class_defaults(cls: type[BaseModel]) -> dict:
+    """A schema class's field defaults; its nested settings' defaults belong to their own classes."""
+    return {name: f.default for name, f in cls.model_fields.items()
+            if not f.is_required() and not isinstance(f.default, BaseModel)}
 
 
 def _values(recipes: dict, tables: dict[str, list[str]]) -> str:
