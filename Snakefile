@@ -31,7 +31,7 @@ except KDError as e:
 # Before a run (not a dry run): each stage's recipe file as DVC's recipes stage writes it, so that `dvc commit`
 # afterwards records the recipes this run followed.
 onstart:
-    write_recipes(PARAMS)
+    write_recipes(STAGES)  # the stages this run plans, not computed again
 
 
 # Snakemake starts the most awaited jobs first: teachers (and their fusing) before the runs nothing waits for.

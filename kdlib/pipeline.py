@@ -377,11 +377,11 @@ def recipe_code() -> list[str]:
     return code_deps("kdlib/pipeline.py", skip=())
 
 
-def write_recipes(params_file: str = DEFAULT_PARAMS) -> tuple[int, int]:
+def write_recipes(listed: list[Stage]) -> tuple[int, int]:
     """Each stage's values as its recipe file, rewritten only where they changed (and the files of stages gone
     removed): DVC then re-runs exactly the stages whose recipe changed. Returns (written, stages with one)."""
     found = {recipe_file(s.name): json.dumps(json.loads(s.values), indent=1, sort_keys=True) + "\n"
-             for s in stages(params_file) if s.values}
+             for s in listed if s.values}
     written = 0
     for path, text in found.items():
         if not path.is_file() or path.read_text() != text:
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             return 0
         if args.command == RECIPES:
-            written, total = write_recipes(args.params)
+            written, total = write_recipes(stages(args.params))
             print(f"{written} of {total} recipes changed ({RECIPE_DIR}/)")
             return 0
         text = render_dvc_yaml(args.params)

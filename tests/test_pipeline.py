@@ -69,12 +69,12 @@ def test_recipes_are_rewritten_only_where_they_changed(tmp_path, monkeypatch, ti
     with_values = {s.name for s in stages("params.yaml") if s.values}
     (RECIPE_DIR / "train_gone.json").parent.mkdir(parents=True)
     (RECIPE_DIR / "train_gone.json").write_text("{}")  # a stage no longer in the params file
-    assert write_recipes("params.yaml") == (len(with_values), len(with_values))
+    assert write_recipes(stages("params.yaml")) == (len(with_values), len(with_values))
     assert {p.stem for p in RECIPE_DIR.iterdir()} == with_values
     before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in RECIPE_DIR.iterdir()}
     tiny_raw["runs"]["gen3"]["distill"] = {"alpha": 0.25}
     Path("params.yaml").write_text(yaml.safe_dump(tiny_raw))
-    assert write_recipes("params.yaml") == (2, len(with_values))
+    assert write_recipes(stages("params.yaml")) == (2, len(with_values))
     changed = {p.stem for p in RECIPE_DIR.iterdir() if (p.read_text(), p.stat().st_mtime_ns) != before[p.name]}
     assert changed == {"train_gen3", "tables"}
     assert json.loads((RECIPE_DIR / "train_gen3.json").read_text())["runs"]["gen3"]["distill"]["alpha"] == 0.25
