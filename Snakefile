@@ -1,13 +1,15 @@
 # One rule per stage of kdlib.pipeline, the same stages `dvc.yaml` is generated from (DVC has one more, `recipes`).
-# Another profile: snakemake --config params=configs/cifar10_seed000.yaml
+# Another profile: snakemake --config params=configs/cifar10_seed000.yaml (its files: data/<profile>/, results/<profile>/)
 import os
 import sys
 
+from kdlib.config import load_params
 from kdlib.errors import KDError
 from kdlib.launch import gpu_host, processes
 from kdlib.pipeline import DEFAULT_PARAMS, STAGE_KINDS, downstream, stages, write_recipes
 
-PARAMS = str(config.get("params", DEFAULT_PARAMS))  # --config params=123 reads as a number
+# --config params=123 reads as a number; ./configs/x.yaml is configs/x.yaml, in the commands DVC runs too
+PARAMS = os.path.normpath(str(config.get("params", DEFAULT_PARAMS)))
 # Cluster requests per stage kind (runtime in minutes, mem_mb, ...), from a cluster profile's configfile
 # (profiles/slurm/resources.yaml); a local run needs none.
 REQUESTS = config.get("stage_resources") or {}
@@ -23,7 +25,8 @@ try:
     GPU_JOBS = config.get("gpu_jobs", gpu_host())
     if not isinstance(GPU_JOBS, bool):
         raise KDError(f"gpu_jobs: expected true or false, got {GPU_JOBS!r}")
-    STAGES = stages(PARAMS)
+    PROFILE = load_params(PARAMS)
+    STAGES = stages(PARAMS, PROFILE)
 except KDError as e:
     sys.exit(f"error: {e}")
 
@@ -31,7 +34,7 @@ except KDError as e:
 # Before a run (not a dry run): each stage's recipe file as DVC's recipes stage writes it, so that `dvc commit`
 # afterwards records the recipes this run followed.
 onstart:
-    write_recipes(STAGES)  # the stages this run plans, not computed again
+    write_recipes(STAGES, PROFILE.layout)  # the stages this run plans, not computed again
 
 
 # Snakemake starts the most awaited jobs first: teachers (and their fusing) before the runs nothing waits for.

@@ -25,7 +25,6 @@ from kdlib.distill.distiller import Distiller
 from kdlib.distill.methods import with_flag
 from kdlib.engine.checkpoint import inference_model
 from kdlib.models.build import build_model
-from kdlib.paths import dataset_dir
 
 FULL = Augment(crop_padding=4, hflip=True, autoaugment=True, random_erasing=RandomErasing(p=0.25, scale=[0.02, 0.2]))
 OFF = Augment(crop_padding=0, hflip=False)
@@ -55,7 +54,7 @@ def throughput(params, name: str, augment: Augment, mix: Mix | None, batches: in
     """(loader images/s, training images/s) of run `name` (its data, teacher and student) with this augmentation
     and batch mixing: the loader alone, then whole training steps fed by it."""
     run = params.runs[name]
-    files = load_prepared(dataset_dir(run.dataset))
+    files = load_prepared(params.layout.dataset_dir(run.dataset))
     teacher = inference_model(params, run.teacher, files.num_classes)
     student = build_model(run.model, files.num_classes, run.width, run.block_type)
     distiller = Distiller(student, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:])).train()

@@ -1,5 +1,5 @@
-"""The benchmark suite: every figure of benchmarks/ in one run (`make bench`), written to results/benchmarks.json
-and results/benchmarks.md. Run it where the pipeline has finished (after `make`): it reads the prepared data and the
+"""The benchmark suite: every figure of benchmarks/ in one run (`make bench`), written to results/<profile>/benchmarks.json
+and results/<profile>/benchmarks.md. Run it where the pipeline has finished (after `make`): it reads the prepared data and the
 teachers' checkpoints, and times `snakemake -n` on the workspace.
 
 Ratios carry across machines, absolute times do not:
@@ -78,7 +78,7 @@ def markdown(results: dict) -> str:
                       f"Start-up share of all job seconds: {pipeline['startup_share']:.1%} "
                       f"({pipeline['startup_seconds']:.0f} of {pipeline['job_seconds']:.0f} s)."]
     else:
-        lines.append(f"- No pipeline wall time: `make` has not run here ({workflow.PIPELINE_RECORD} is missing).")
+        lines.append(f"- No pipeline wall time: `make` has not run here ({workflow.record_file(results['params'])} is missing).")
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per latency or KD-step row")
     parser.add_argument("--batches", type=int, default=15, help="batches timed per throughput figure")
     parser.add_argument("--repeats", type=int, default=3, help="calls of snakemake -n and dvc status")
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, help="default: the profile's results folder, results/<profile>/")
     args = parser.parse_args()
     params = load_params(args.params)
     torch.manual_seed(0)
@@ -101,15 +101,16 @@ def main() -> None:
                          ("loading", lambda: recipe.own_recipe_rows(params, args.batches)),
                          ("latency", lambda: seed000.latency_rows(params, classes, args.batch, args.seconds)),
                          ("workflow", lambda: {"dry_runs": workflow.dry_runs(args.params, args.repeats),
-                                               "pipeline": workflow.pipeline_record()})):
+                                               "pipeline": workflow.pipeline_record(args.params)})):
         print(f"{key} ...", flush=True)
         results[key] = measure()
     results["seconds"] = time.perf_counter() - started
     results["summary"] = summary(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = args.out or params.layout.results
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)
-    (args.out / "benchmarks.md").write_text(text)
+    (out / "benchmarks.md").write_text(text)
     print(text)
 
 

@@ -2,7 +2,7 @@
 
 `snakemake -n` and `dvc status` on this workspace (after `make`, both should find nothing to do: the time a user
 waits to learn that), the median of a few calls; and the default pipeline's wall time as `make` recorded it in
-results/pipeline_time.json, with how many of the DAG's jobs that run executed and, from the stages' own log
+results/<profile>/pipeline_time.json, with how many of the DAG's jobs that run executed and, from the stages' own log
 (kdlib.cli, KDLIB_JOB_LOG), the seconds per stage kind and the share of them spent starting up (the interpreter,
 imports and params validation before a job's first useful work).
 """
@@ -18,7 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-PIPELINE_RECORD = Path("results/pipeline_time.json")  # written by `make` (Makefile, target pipeline)
+from kdlib.config import load_params
+from kdlib.pipeline import dvc_file
+
+
+
+def record_file(params_file: str) -> Path:
+    """Where `make` (Makefile, target pipeline) records a profile's pipeline run."""
+    return load_params(params_file).layout.results / "pipeline_time.json"
 
 
 def timed(cmd: list[str], repeats: int) -> tuple[float, str]:
@@ -37,14 +44,16 @@ def dry_runs(params_file: str, repeats: int) -> dict:
     bin_dir = Path(sys.executable).parent
     extra = [] if params_file == "params.yaml" else ["--config", f"params={params_file}"]
     snakemake_s, snakemake_out = timed([str(bin_dir / "snakemake"), "-n", *extra], repeats)
-    dvc_s, dvc_out = timed([str(bin_dir / "dvc"), "status"], repeats)
+    dvc_s, dvc_out = timed([str(bin_dir / "dvc"), "status", str(dvc_file(params_file, load_params(params_file)))],
+                           repeats)
     return {"snakemake_n_s": snakemake_s, "snakemake_n_up_to_date": "Nothing to be done" in snakemake_out,
             "dvc_status_s": dvc_s, "dvc_status_up_to_date": "Data and pipelines are up to date" in dvc_out, "repeats": repeats}
 
 
-def pipeline_record() -> dict | None:
+def pipeline_record(params_file: str) -> dict | None:
     """What `make` last recorded: wall seconds, jobs run of the DAG's total, cores, date; None before any make."""
-    return json.loads(PIPELINE_RECORD.read_text()) if PIPELINE_RECORD.is_file() else None
+    path = record_file(params_file)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def by_kind(jobs_log: Path) -> dict:
@@ -64,7 +73,7 @@ def by_kind(jobs_log: Path) -> dict:
             "startup_share": round(startup / total, 3) if total else None}
 
 
-def record_pipeline(seconds: int, log: Path | None, jobs_log: Path | None = None) -> dict:
+def record_pipeline(path: Path, seconds: int, log: Path | None, jobs_log: Path | None = None) -> dict:
     """`make`'s record: its wall seconds, from Snakemake's log of that run how many of the jobs it executed
     (`snakemake` with nothing to do writes no such line: 0 jobs), and the seconds per stage kind (`by_kind`)."""
     steps = re.findall(r"(\d+) of (\d+) steps", log.read_text()) if log else []
@@ -72,8 +81,8 @@ def record_pipeline(seconds: int, log: Path | None, jobs_log: Path | None = None
     record = {"seconds": seconds, "jobs_run": done, "jobs_in_dag": total, "cores": os.cpu_count(),
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               **(by_kind(jobs_log) if jobs_log and jobs_log.is_file() else {})}
-    PIPELINE_RECORD.parent.mkdir(parents=True, exist_ok=True)
-    PIPELINE_RECORD.write_text(json.dumps(record, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -86,9 +95,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=Path, help="with --record: the stages' job log of that run (KDLIB_JOB_LOG)")
     args = parser.parse_args()
     if args.record is not None:
-        print(f"recorded in {PIPELINE_RECORD}: {record_pipeline(args.record, args.log, args.jobs)}")
+        path = record_file(args.params)
+        print(f"recorded in {path}: {record_pipeline(path, args.record, args.log, args.jobs)}")
         return
-    print(json.dumps({"dry_runs": dry_runs(args.params, args.repeats), "pipeline": pipeline_record()}, indent=2))
+    print(json.dumps({"dry_runs": dry_runs(args.params, args.repeats), "pipeline": pipeline_record(args.params)},
+                     indent=2))
 
 
 if __name__ == "__main__":

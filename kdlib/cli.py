@@ -25,7 +25,7 @@ def stage_main(description: str, body, takes_name: bool = True, takes_stage: boo
     if takes_name:
         parser.add_argument("name", help="the run or dataset name in params.yaml")
     if roles:
-        parser.add_argument("role", choices=roles, help="which of the experiment's networks to train")
+        parser.add_argument("role", choices=roles, help="which of the experiment's networks")
     if takes_stage:
         parser.add_argument("--stage", type=int, help="one StableKD stage of the run (default: the last)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")

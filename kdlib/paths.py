@@ -1,33 +1,47 @@
-"""Where each stage reads and writes, relative to the project root (the working directory)."""
+"""Where each stage reads and writes, relative to the project root (the working directory).
+
+Every profile (params file) has its own folders, data/<profile>/ and results/<profile>/, named by its `profile`
+key, so that several profiles share a checkout and neither tool's run of one touches another's files."""
+from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path("data")
 RESULTS = Path("results")
-RECIPE_DIR = RESULTS / "recipes"  # each stage's resolved recipe, which DVC compares (kdlib.pipeline.write_recipes)
 
 
-def dataset_dir(name: str) -> Path:
-    return DATA / name
+@dataclass(frozen=True)
+class Layout:
+    profile: str
 
+    @property
+    def data(self) -> Path:
+        return DATA / self.profile
 
-def run_dir(name: str) -> Path:
-    return RESULTS / "runs" / name
+    @property
+    def results(self) -> Path:
+        return RESULTS / self.profile
 
+    @property
+    def recipes(self) -> Path:
+        """Each stage's resolved recipe, which DVC compares (kdlib.pipeline.write_recipes)."""
+        return self.results / "recipes"
 
-def inference_checkpoint(name: str, block_type: str) -> Path:
-    """The checkpoint evaluation and students use: an ACB run's fused deploy.pt, else its model.pt."""
-    return run_dir(name) / ("deploy.pt" if block_type == "acb" else "model.pt")
+    def recipe_file(self, stage: str) -> Path:
+        return self.recipes / f"{stage}.json"
 
+    def dataset_dir(self, name: str) -> Path:
+        return self.data / name
 
-def dense_data_dir(name: str) -> Path:
-    """A dense experiment's prepared data (seed 002, Task 2)."""
-    return DATA / "dense" / name
+    def run_dir(self, name: str) -> Path:
+        return self.results / "runs" / name
 
+    def inference_checkpoint(self, name: str, block_type: str) -> Path:
+        """The checkpoint evaluation and students use: an ACB run's fused deploy.pt, else its model.pt."""
+        return self.run_dir(name) / ("deploy.pt" if block_type == "acb" else "model.pt")
 
-def dense_run_dir(name: str, role: str) -> Path:
-    return RESULTS / "dense" / name / role
+    def dense_data_dir(self, name: str) -> Path:
+        """A dense experiment's prepared data (seed 002, Task 2)."""
+        return self.data / "dense" / name
 
-
-
-def recipe_file(stage: str) -> Path:
-    return RECIPE_DIR / f"{stage}.json"
+    def dense_run_dir(self, name: str, role: str) -> Path:
+        return self.results / "dense" / name / role

@@ -11,7 +11,7 @@ A stage depends on what can change its result and nothing else:
   the entries of the name tables they resolve to (`MODELS.<model>`, a method's row and the method defaults it
   takes, the schema classes whose defaults it takes). Snakemake compares them as the rule's params; DVC
   compares files: the `recipes` stage (DVC only) reads params.yaml once and writes each stage's values to
-  results/recipes/<stage>.json, which that stage depends on, so `dvc status` reads no params file per stage.
+  results/<profile>/recipes/<stage>.json, which that stage depends on, so `dvc status` reads no params file per stage.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import ast
 import importlib
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -29,14 +30,13 @@ import yaml
 from pydantic import BaseModel
 
 from kdlib.atomic import atomic_write_text
-from kdlib.config import DENSE_ROLES, Params, ancestors, load_params
+from kdlib.config import DENSE_ROLES, DENSE_STUDENTS, Params, ancestors, load_params
 from kdlib.config.params import DEFAULT_PARAMS, stage_command
 from kdlib.distill.methods import METHODS
 from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
 from kdlib.models.registry import model_module
-from kdlib.paths import (RECIPE_DIR, dataset_dir, dense_data_dir, dense_run_dir, inference_checkpoint, recipe_file,
-                         run_dir)
+from kdlib.paths import Layout
 from kdlib.report.studies import applicable, report_outputs
 
 # Modules that parse, validate, word messages or name things: a stage follows the values they resolve to (its
@@ -45,7 +45,8 @@ NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/wa
                    "kdlib/distill/methods.py", "kdlib/dense/registry.py", "kdlib/dense/checks.py")
 MODELS_TABLE, METHODS_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py"
 DENSE_TABLE = "kdlib/dense/registry.py"
-STAGE_KINDS = ("prepare", "train", "fuse", "export", "dense_prepare", "dense_train", "tables")  # Stage.kind
+STAGE_KINDS = ("prepare", "train", "fuse", "export", "dense_prepare", "dense_train", "dense_export",
+               "tables")  # Stage.kind
 RECIPES = "recipes"  # DVC's stage that resolves params.yaml into every stage's recipe file
 
 
@@ -240,6 +241,7 @@ def _run_recipes(params: Params, name: str, stage: int | None = None) -> dict:
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
     params = params or load_params(params_file)
     raw = yaml.safe_load(Path(params_file).read_text())
+    at = params.layout
     out: list[Stage] = []
     for ds in params.datasets:
         if not any(r.dataset == ds for r in params.runs.values()):
@@ -248,11 +250,11 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         tables = _tables(_defaults_taken(params.datasets[ds], [raw["datasets"][ds]]))
         out.append(Stage(f"prepare_{ds}", "stages/prepare.py", ds,
                          deps_list(["stages/prepare.py"], source, code_deps("stages/prepare.py")),
-                         outs=[str(dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
+                         outs=[str(at.dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
                          tables=tables, values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
     for name, run in params.runs.items():
-        data = dataset_dir(run.dataset)
-        folder = run_dir(name)
+        data = at.dataset_dir(run.dataset)
+        folder = at.run_dir(name)
         tables = _run_tables(params, raw, name)
         values = _values(_run_recipes(params, name), tables)
         all_data = [str(data / f) for f in ("train.pt", "test.pt", "meta.json")]
@@ -261,7 +263,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
         teacher, teacher_code, method_code = [], [], []
         if run.teacher:
-            teacher = [str(inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))]
+            teacher = [str(at.inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))]
             teacher_code = module_deps(model_module(params.runs[run.teacher].model))
             method_code = module_deps(METHODS[run.distill.method]["module"])
         train_code = code_deps("stages/train.py") + model_code + teacher_code + method_code
@@ -279,7 +281,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                          outs=[str(folder / "model.pt")], metrics=[str(folder / "metrics.json")],
                          plots=[str(folder / "history.csv")], tables=tables, values=values, gpu=True,
                          all_cores=True))
-        checkpoint = [str(inference_checkpoint(name, run.block_type))]
+        checkpoint = [str(at.inference_checkpoint(name, run.block_type))]
         if run.block_type == "acb":
             out.append(Stage(f"fuse_{name}", "stages/fuse.py", name,
                              deps_list(["stages/fuse.py"], test_data, [str(folder / "model.pt")],
@@ -301,15 +303,16 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     # The report names methods by their table labels; its values: those keys and labels.
     labels = {f"METHODS.{r.distill.method}.label" for r in params.runs.values() if r.teacher is not None}
     tables = {METHODS_TABLE: sorted(labels)} if labels else {}
-    results = [str(run_dir(n) / f) for n, r in params.runs.items()
+    results = [str(at.run_dir(n) / f) for n, r in params.runs.items()
                for f in ("metrics.json", "history.csv", "eval.json", "samples.json", "export.json")
                + (("fuse.json",) if r.block_type == "acb" else ())]
     # The test images too: the prediction figure shows some of them.
-    data = [str(dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
+    data = [str(at.dataset_dir(ds) / f) for ds in sorted({r.dataset for r in params.runs.values()})
             for f in ("meta.json", "test.pt")]
-    dense = [str(dense_data_dir(name) / f) for name in params.dense for f in ("meta.json", "test.pt")]
-    dense += [str(dense_run_dir(name, role) / f) for name in params.dense for role in DENSE_ROLES
-              for f in ("metrics.json", "history.csv", "predictions.pt")]
+    dense = [str(at.dense_data_dir(name) / f) for name in params.dense for f in ("meta.json", "test.pt")]
+    dense += [str(at.dense_run_dir(name, role) / f) for name in params.dense for role in DENSE_ROLES
+              for f in ("metrics.json", "history.csv", "predictions.pt")
+              + (("export.json",) if role in DENSE_STUDENTS else ())]
     out.append(Stage("tables", "stages/tables.py", None,
                      deps_list(["stages/tables.py"], data, results, dense,
                                sorted(set(code_deps("stages/tables.py")
@@ -327,10 +330,10 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
     found = [p for name, exp in params.dense.items() for p in problems(name, exp)]
     if found:
         raise KDError(found[0] if len(found) == 1 else "\n  " + "\n  ".join(found))
-    out = []
+    out, at = [], params.layout
     for name, exp in params.dense.items():
         given = raw["dense"][name]
-        data = [str(dense_data_dir(name) / f) for f in ("train.pt", "test.pt", "meta.json")]
+        data = [str(at.dense_data_dir(name) / f) for f in ("train.pt", "test.pt", "meta.json")]
         unread = lambda role: set(type(exp).model_fields) - set(exp.fields(role))  # noqa: E731
         schema = lambda role: _defaults_taken(exp, [given], skip=unread(role))  # noqa: E731
         tables = _tables(schema("data"))
@@ -340,8 +343,8 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
                          outs=data, tables=tables,
                          values=_values(exp.recipe("data"), tables)))
         for role in DENSE_ROLES:
-            folder = dense_run_dir(name, role)
-            teacher = [str(dense_run_dir(name, "teacher") / "model.pt")] if role == "kd" else []
+            folder = at.dense_run_dir(name, role)
+            teacher = [str(at.dense_run_dir(name, "teacher") / "model.pt")] if role == "kd" else []
             tables = _tables({DENSE_TABLE: set(role_entries(exp, role))}, schema(role))
             code = code_deps("stages/dense_train.py") + module_deps(*role_modules(exp, role))
             out.append(Stage(f"train_dense_{name}_{role}", "stages/dense_train.py", f"{name} {role}",
@@ -350,6 +353,17 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
                              metrics=[str(folder / "metrics.json")], plots=[str(folder / "history.csv")],
                              tables=tables,
                              values=_values(exp.recipe(role), tables), gpu=True, all_cores=True))
+            if role in DENSE_STUDENTS:  # deployed: exported to ONNX, proven by the task's metric, timed
+                export_tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
+                out.append(Stage(f"export_dense_{name}_{role}", "stages/dense_export.py", f"{name} {role}",
+                                 deps_list(["stages/dense_export.py"], data[1:], [str(folder / "model.pt"),
+                                                                                  str(folder / "metrics.json")],
+                                           sorted(set(code_deps("stages/dense_export.py")
+                                                      + module_deps(*role_modules(exp, role))))),
+                                 outs=[str(folder / "model.onnx")], records=[str(folder / "export.json")],
+                                 tables=export_tables,
+                                 values=_values({"export": params.export.model_dump()}, export_tables),
+                                 all_cores=True))
     return out
 
 
@@ -377,28 +391,64 @@ def recipe_code() -> list[str]:
     return code_deps("kdlib/pipeline.py", skip=())
 
 
-def write_recipes(listed: list[Stage]) -> tuple[int, int]:
+def write_recipes(listed: list[Stage], layout: Layout) -> tuple[int, int]:
     """Each stage's values as its recipe file, rewritten only where they changed (and the files of stages gone
     removed): DVC then re-runs exactly the stages whose recipe changed. Returns (written, stages with one)."""
-    found = {recipe_file(s.name): json.dumps(json.loads(s.values), indent=1, sort_keys=True) + "\n"
+    found = {layout.recipe_file(s.name): json.dumps(json.loads(s.values), indent=1, sort_keys=True) + "\n"
              for s in listed if s.values}
     written = 0
     for path, text in found.items():
         if not path.is_file() or path.read_text() != text:
             atomic_write_text(path, text)
             written += 1
-    for stale in set(RECIPE_DIR.glob("*.json")) - set(found):
+    for stale in set(layout.recipes.glob("*.json")) - set(found):
         stale.unlink()
     return written, len(found)
 
 
-def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
-    listed = stages(params_file)
+def dvc_file(params_file: str, params: Params) -> Path:
+    """A profile's DVC pipeline: dvc.yaml for params.yaml, else pipelines/<profile>/dvc.yaml (its dvc.lock beside
+    it), so that each profile has its own pipeline beside the default one, which `dvc repro` and `dvc status`
+    without a target cover too."""
+    return Path("dvc.yaml") if _default(params_file) else Path("pipelines") / params.profile / "dvc.yaml"
+
+
+def _default(params_file: str) -> bool:
+    return Path(params_file).resolve() == Path(DEFAULT_PARAMS).resolve()
+
+
+def dvc_command(params_file: str) -> str:
+    """The command that writes the params file's DVC pipeline."""
+    return shlex.join(["python", "-m", "kdlib.pipeline", "dvc", *([] if _default(params_file) else ["--params", params_file])])
+
+
+def _claimed_elsewhere(target: Path, params: Params) -> Path | None:
+    """The other pipeline file, if any, that already runs this profile (the root dvc.yaml, or the profile's
+    pipelines/<profile>/dvc.yaml): DVC refuses two stages with one output."""
+    others = [p for p in (Path("dvc.yaml"), Path("pipelines") / params.profile / "dvc.yaml") if p != target]
+    for other in (p for p in others if p.is_file()):
+        recipes = (yaml.safe_load(other.read_text()) or {}).get("stages", {}).get(RECIPES, {})
+        if any(str(params.layout.recipes) in out for out in recipes.get("outs", [])):
+            return other
+    return None
+
+
+def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> tuple[Path, dict]:
+    """Where the profile's DVC pipeline goes, and what it holds."""
+    params = load_params(params_file)
+    listed, target = stages(params_file, params), dvc_file(params_file, params)
+    other = _claimed_elsewhere(target, params)
+    if other is not None:
+        raise KDError(f"{params_file}: profile '{params.profile}' is run by {other} already, and two pipelines "
+                      f"cannot write the same folders (results/{params.profile}/); give this file another profile "
+                      "name, or delete the other pipeline file")
+    # A pipeline file in a folder runs its commands, and reads its paths, from the project root all the same.
+    wdir = {} if target.parent == Path(".") else {"wdir": os.path.relpath(".", target.parent)}
 
     def entry(stage: Stage) -> dict:
         # The script, then its recipe (where it has values), then the rest.
-        recipe = [str(recipe_file(stage.name))] if stage.values else []
-        d = {"cmd": stage.cmd(params_file), "deps": deps_list(stage.deps[:1], recipe, stage.deps[1:])}
+        recipe = [str(params.layout.recipe_file(stage.name))] if stage.values else []
+        d = {"cmd": stage.cmd(params_file), **wdir, "deps": deps_list(stage.deps[:1], recipe, stage.deps[1:])}
         # persist: DVC leaves the outputs in place while the stage runs (it would delete them first), so a stage
         # that fails (a params typo, a full disk) keeps the last good results; stages write atomically at the end.
         for kind in ("outs", "metrics", "plots"):
@@ -412,10 +462,10 @@ def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> dict:
 
     # The whole params file as params (an empty key list): `dvc params diff` and `dvc exp show` see every key,
     # and an edit that changes no value (a comment) re-runs nothing.
-    recipes = {"cmd": stage_command("-m", ["kdlib.pipeline", RECIPES], params_file),
+    recipes = {"cmd": stage_command("-m", ["kdlib.pipeline", RECIPES], params_file), **wdir,
                "deps": recipe_code(), "params": [{params_file: []}],
-               "outs": [{str(RECIPE_DIR): {"persist": True}}]}
-    return {"stages": {RECIPES: recipes, **{s.name: entry(s) for s in listed}}}
+               "outs": [{str(params.layout.recipes): {"persist": True}}]}
+    return target, {"stages": {RECIPES: recipes, **{s.name: entry(s) for s in listed}}}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -425,24 +475,27 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> str:
-    header = ("# Generated from params.yaml by `python -m kdlib.pipeline dvc`; do not edit.\n"
+def render_dvc_yaml(params_file: str = DEFAULT_PARAMS) -> tuple[Path, str]:
+    """The profile's DVC pipeline file and its text."""
+    target, pipeline = dvc_yaml(params_file)
+    header = (f"# Generated from {params_file} by `{dvc_command(params_file)}`; do not edit.\n"
               "# The Snakefile builds the same stages from the same source (kdlib/pipeline.py), all but `recipes`:\n"
-              "# it reads params.yaml once and writes each stage's resolved values to results/recipes/<stage>.json\n"
-              "# (Snakemake compares them as each rule's params). A stage's deps are its script, its recipe, its\n"
-              "# data, its teacher's checkpoint, then the kdlib code it runs (fusing and exporting read the\n"
-              "# checkpoint, which reflects the run's recipe).\n")
-    return header + yaml.dump(dvc_yaml(params_file), Dumper=_PlainDumper, sort_keys=False, width=120,
-                              default_flow_style=None)
+              "# it reads the params file once and writes each stage's resolved values to\n"
+              "# results/<profile>/recipes/<stage>.json (Snakemake compares them as each rule's params). A stage's deps\n"
+              "# are its script, its recipe, its data, its teacher's checkpoint, then the kdlib code it runs (fusing\n"
+              "# and exporting read the checkpoint, which reflects the run's recipe).\n")
+    return target, header + yaml.dump(pipeline, Dumper=_PlainDumper, sort_keys=False, width=120,
+                                      default_flow_style=None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdlib.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["dvc", RECIPES, "list"],
-                        help=f"dvc: write dvc.yaml; {RECIPES}: write the stages' recipe files "
+                        help=f"dvc: write the profile's DVC pipeline (dvc.yaml for params.yaml, else "
+                             f"pipelines/<profile>/dvc.yaml); {RECIPES}: write the stages' recipe files "
                              "(DVC's recipes stage); list: print the stages")
     parser.add_argument("--params", default=DEFAULT_PARAMS)
-    parser.add_argument("--check", action="store_true", help="with dvc: fail if dvc.yaml is not up to date")
+    parser.add_argument("--check", action="store_true", help="with dvc: fail if the pipeline file is not up to date")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -451,14 +504,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             return 0
         if args.command == RECIPES:
-            written, total = write_recipes(stages(args.params))
-            print(f"{written} of {total} recipes changed ({RECIPE_DIR}/)")
+            params = load_params(args.params)
+            written, total = write_recipes(stages(args.params, params), params.layout)
+            print(f"{written} of {total} recipes changed ({params.layout.recipes}/)")
             return 0
-        text = render_dvc_yaml(args.params)
-        target = Path("dvc.yaml")
+        target, text = render_dvc_yaml(args.params)
         if args.check:
             if not target.is_file() or target.read_text() != text:
-                print("error: dvc.yaml is stale; run `python -m kdlib.pipeline dvc`", file=sys.stderr)
+                print(f"error: {target} is stale; run `{dvc_command(args.params)}`", file=sys.stderr)
                 return 1
             return 0
     except BrokenPipeError:  # `list | head`: the reader has what it wanted
@@ -470,8 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a recipe file that cannot be written
         print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
-    print(f"wrote dvc.yaml ({len(text.splitlines())} lines) from {args.params}")
+    print(f"wrote {target} ({len(text.splitlines())} lines) from {args.params}")
     return 0
 
 

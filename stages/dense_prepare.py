@@ -1,4 +1,4 @@
-"""Prepare one dense experiment's data into data/dense/<name>/ (train.pt, test.pt, meta.json)."""
+"""Prepare one dense experiment's data into data/<profile>/dense/<name>/ (train.pt, test.pt, meta.json)."""
 
 from kdlib import warm
 
@@ -7,14 +7,13 @@ warm.delegate()  # first: under `python -m kdlib.warm`, a fork of a process with
 from kdlib.cli import require, stage_main
 from kdlib.dense.data import prepare
 from kdlib.dense.checks import check
-from kdlib.paths import dense_data_dir
 
 
 def main(params, name):
     require(params, "dense", name)
     check(name, params.dense[name])
-    meta = prepare(name, params.dense[name], dense_data_dir(name))
-    print(f"dense {name}: {meta['description']} -> {dense_data_dir(name)}")
+    meta = prepare(name, params.dense[name], params.layout.dense_data_dir(name))
+    print(f"dense {name}: {meta['description']} -> {params.layout.dense_data_dir(name)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Train one role of a dense experiment (teacher, scratch or kd) into results/dense/<name>/<role>/."""
+"""Train one role of a dense experiment (teacher, scratch or kd) into results/<profile>/dense/<name>/<role>/."""
 
 from kdlib import warm
 

@@ -1,5 +1,5 @@
 """Evaluate a finished run's inference form (an ACB run's fused deploy.pt) on its whole test split and export it
-to ONNX: results/runs/<name>/eval.json (accuracy, loss, per class), samples.json (top-3 on 24 test images),
+to ONNX: results/<profile>/runs/<name>/eval.json (accuracy, loss, per class), samples.json (top-3 on 24 test images),
 model.onnx and export.json (parity with PyTorch on the test split, parameters, FLOPs, sizes, latencies).
 
 Fails, writing nothing, if onnxruntime's logits differ from PyTorch's by more than 1e-4 or its top-1 class does,

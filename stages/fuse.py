@@ -1,4 +1,4 @@
-"""Fuse an ACB run's branches into plain convs: results/runs/<name>/deploy.pt and fuse.json.
+"""Fuse an ACB run's branches into plain convs: results/<profile>/runs/<name>/deploy.pt and fuse.json.
 
 Fails, writing nothing, if the fused model predicts differently from the unfused one on any test image.
 """

@@ -1,5 +1,5 @@
-"""Train one run (from scratch, or distilled from its teacher) into results/runs/<name>/; with --stage, one
-stage of a StableKD run into results/runs/<name>/stage<C>.pt. With KDLIB_NPROC=N, on N processes (torchrun)."""
+"""Train one run (from scratch, or distilled from its teacher) into results/<profile>/runs/<name>/; with --stage, one
+stage of a StableKD run into results/<profile>/runs/<name>/stage<C>.pt. With KDLIB_NPROC=N, on N processes (torchrun)."""
 
 from kdlib import warm
 

@@ -90,7 +90,7 @@ def to_rerun(ws: Path, *target: str, by_dvc: bool = False) -> tuple[set[str], se
     resolved into recipe files: by `dvc repro recipes` as a user would (`by_dvc`), or, quicker, by the command that
     stage runs, beside Snakemake's dry run (DVC then also names `recipes`, left out here). The recipe files and
     dvc.lock are restored afterwards."""
-    saved = {path: (path.read_bytes(), os.stat(path)) for path in [ws / "dvc.lock", *(ws / "results/recipes").glob("*")]}
+    saved = {path: (path.read_bytes(), os.stat(path)) for path in [ws / "dvc.lock", *(ws / "results/tiny/recipes").glob("*")]}
     try:
         if by_dvc:
             run([DVC, "repro", "--single-item", "--quiet", "recipes"], ws)
@@ -99,7 +99,7 @@ def to_rerun(ws: Path, *target: str, by_dvc: bool = False) -> tuple[set[str], se
             snake, _ = run_all([[SNAKEMAKE, "-n", *target], [sys.executable, "-m", "kdlib.pipeline", "recipes"]], ws)
             dvc = run([DVC, "status", *target], ws)
     finally:
-        for path in set((ws / "results/recipes").glob("*")) - set(saved):
+        for path in set((ws / "results/tiny/recipes").glob("*")) - set(saved):
             path.unlink()
         for path, (content, times) in saved.items():
             path.write_bytes(content)

@@ -34,11 +34,17 @@ def test_every_stage_command_passes_the_params_path_as_one_argument(path):
 def test_injection_through_either_tool_creates_nothing(tmp_path):
     ws = make_workspace(tmp_path)
     for path in ("p$(touch pwned_snake).yaml", "p`touch pwned_dvc`.yaml"):
-        (ws / path).write_text(TINY.read_text())
+        profile = "nasty" if "dvc" in path else "tiny"  # DVC's its own: dvc.yaml (params.yaml) runs tiny already
+        (ws / path).write_text(TINY.read_text().replace("profile: tiny", f"profile: {profile}"))
     run([SNAKEMAKE, "--cores", "1", "prepare_digits", "--config", "params=p$(touch pwned_snake).yaml"], ws)
     run([sys.executable, "-m", "kdlib.pipeline", "dvc", "--params", "p`touch pwned_dvc`.yaml"], ws)
-    run([DVC, "repro", "--quiet", "prepare_digits"], ws)
-    assert not list(ws.glob("pwned*")) and (ws / "data/digits/train.pt").is_file()
+    run([DVC, "repro", "--quiet", "pipelines/nasty/dvc.yaml:prepare_digits"], ws)  # the profile's own pipeline
+    assert not list(ws.glob("pwned*")) and (ws / "data/tiny/digits/train.pt").is_file()
+    assert (ws / "data/nasty/digits/train.pt").is_file()
+    claimed = run([sys.executable, "-m", "kdlib.pipeline", "dvc", "--params", "p$(touch pwned_snake).yaml"], ws, check=False)
+    assert claimed.returncode == 2 and claimed.stderr == (
+        "error: p$(touch pwned_snake).yaml: profile 'tiny' is run by dvc.yaml already, and two pipelines cannot write "
+        "the same folders (results/tiny/); give this file another profile name, or delete the other pipeline file\n")
     out = run([SNAKEMAKE, "-n", "--config", "params=123"], ws, check=False)
     assert out.returncode != 0 and "123: no such params file" in out.stderr and "Traceback" not in out.stderr
 
@@ -107,7 +113,7 @@ def run_folder(tmp_path, monkeypatch):
     for name, deployed in (("teacher", False), ("teacher", True), ("student", False)):
         run = params.runs[name]
         model = build_model(run.model, 10, run.width, "base" if deployed else run.block_type, deployed)
-        save_model(tmp_path / f"results/runs/{name}/{'deploy' if deployed else 'model'}.pt", name, run, model, 10,
+        save_model(tmp_path / f"results/tiny/runs/{name}/{'deploy' if deployed else 'model'}.pt", name, run, model, 10,
                    deployed)
     return params
 
@@ -120,21 +126,21 @@ def test_a_teacher_trained_with_other_params_is_refused(run_folder, tmp_path):
     raw = yaml.safe_load(TINY.read_text())
     raw["runs"]["teacher"]["epochs"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(KDError, match=r"results/runs/teacher/deploy.pt: was trained with other params than run "
+    with pytest.raises(KDError, match=r"results/tiny/runs/teacher/deploy.pt: was trained with other params than run "
                                       r"'teacher' has now \(runs.teacher.epochs\); rerun `python stages/train.py "
                                       r"teacher` then `python stages/fuse.py teacher`"):
         inference_model(load_params("params.yaml"), "teacher", 10)
 
 
 def test_an_unfused_checkpoint_in_place_of_deploy_pt_is_refused(run_folder, tmp_path):
-    folder = tmp_path / "results/runs/teacher"
+    folder = tmp_path / "results/tiny/runs/teacher"
     (folder / "deploy.pt").write_bytes((folder / "model.pt").read_bytes())
     with pytest.raises(KDError, match="deploy.pt: holds the unfused \\(trained\\) form, but the fused one is expected"):
         inference_model(run_folder, "teacher", 10)
 
 
 def test_another_runs_checkpoint_is_refused(run_folder, tmp_path):
-    folder = tmp_path / "results/runs"
+    folder = tmp_path / "results/tiny/runs"
     (folder / "student/model.pt").write_bytes((folder / "teacher/deploy.pt").read_bytes())
     with pytest.raises(KDError, match="student/model.pt: holds a 'cifar_quick' model, but 'lenet5bn' is expected"):
         inference_model(run_folder, "student", 10)
@@ -142,7 +148,7 @@ def test_another_runs_checkpoint_is_refused(run_folder, tmp_path):
 
 def test_the_params_file_is_named_in_the_command_to_rerun(run_folder, tmp_path):
     (tmp_path / "params.yaml").rename(tmp_path / "my profile.yaml")
-    path = tmp_path / "results/runs/student/model.pt"
+    path = tmp_path / "results/tiny/runs/student/model.pt"
     torch.save({**torch.load(path, weights_only=True), "run": "gen3"}, path)
     with pytest.raises(KDError, match=r"model.pt: is the checkpoint of run 'gen3', not of 'student'; rerun "
                                       r"`python stages/train.py student --params 'my profile.yaml'`"):
@@ -151,7 +157,7 @@ def test_the_params_file_is_named_in_the_command_to_rerun(run_folder, tmp_path):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_nan_weights_are_reported_naming_the_file(run_folder, tmp_path, value):
-    path = tmp_path / "results/runs/teacher/deploy.pt"
+    path = tmp_path / "results/tiny/runs/teacher/deploy.pt"
     blob = torch.load(path, weights_only=True)
     key = next(k for k, v in blob["state_dict"].items() if v.is_floating_point() and v.numel() > 1)
     blob["state_dict"][key].view(-1)[0] = value
@@ -164,7 +170,7 @@ def test_nan_weights_are_reported_naming_the_file(run_folder, tmp_path, value):
 @pytest.mark.parametrize("field,value", [("width", "0.5"), ("num_classes", 10.0), ("model", 3), ("deployed", "no"),
                                          ("width", True)])
 def test_malformed_checkpoint_fields_are_named(run_folder, tmp_path, field, value):
-    path = tmp_path / "results/runs/student/model.pt"
+    path = tmp_path / "results/tiny/runs/student/model.pt"
     torch.save({**torch.load(path, weights_only=True), field: value}, path)
     with pytest.raises(KDError, match=f"{path}: incomplete kdlib checkpoint \\(missing or malformed: {field}\\)"):
         load_model(path)
@@ -239,19 +245,19 @@ def test_a_bad_device_is_named(prepared_ws, device, message):
 
 
 def test_an_unwritable_run_folder_is_named(prepared_ws):
-    blocker = prepared_ws / "results/runs/student"
+    blocker = prepared_ws / "results/tiny/runs/student"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("a file where the run's folder belongs")
     try:
         message = stage(prepared_ws, "stages/train.py", "student")
     finally:
         blocker.unlink()
-    assert message.startswith("error: results/runs/student") and ("exists" in message or "directory" in message)
+    assert message.startswith("error: results/tiny/runs/student") and ("exists" in message or "directory" in message)
 
 
 # --- nothing already computed is lost ---------------------------------------------------------------------------
 def test_dvc_repro_after_a_typo_keeps_the_results(finished):
-    folder = finished / "results/runs/student"
+    folder = finished / "results/tiny/runs/student"
     kept = {name: (folder / name).read_bytes() for name in ("model.pt", "metrics.json", "history.csv")}
     params = finished / "params.yaml"
     original = params.read_text()
@@ -270,7 +276,7 @@ def test_a_failing_fuse_or_export_keeps_the_last_good_files(finished, monkeypatc
     import kdlib.reparam.deploy as deploy
     monkeypatch.chdir(finished)
     params = load_params("params.yaml")
-    folder = finished / "results/runs/teacher"
+    folder = finished / "results/tiny/runs/teacher"
     kept = {name: (folder / name).read_bytes() for name in ("deploy.pt", "fuse.json", "eval.json", "model.onnx", "export.json")}
 
     def no_memory(*args, **kwargs):

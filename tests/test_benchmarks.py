@@ -1,7 +1,9 @@
 """The benchmark suite runs on a finished workspace and writes its figures; it asserts no speed (README)."""
 import json
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from tests.conftest import REPO, run
 
@@ -34,10 +36,13 @@ def test_make_records_the_pipeline_and_the_jobs_it_ran(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     log = tmp_path / "run.snakemake.log"
     log.write_text("...\n64 of 66 steps (97%) done\n...\n65 of 66 steps (98%) done\n")
-    record = workflow.record_pipeline(412, log)
-    assert json.loads((tmp_path / "results/pipeline_time.json").read_text()) == record == workflow.pipeline_record()
+    shutil.copy(REPO / "configs/tiny.yaml", "params.yaml")
+    path = workflow.record_file("params.yaml")
+    assert path == Path("results/tiny/pipeline_time.json")
+    record = workflow.record_pipeline(path, 412, log)
+    assert json.loads(path.read_text()) == record == workflow.pipeline_record("params.yaml")
     assert (record["seconds"], record["jobs_run"], record["jobs_in_dag"]) == (412, 65, 66)
-    assert workflow.record_pipeline(3, None)["jobs_run"] == 0  # nothing to do: Snakemake wrote no log
+    assert workflow.record_pipeline(path, 3, None)["jobs_run"] == 0  # nothing to do: Snakemake wrote no log
 
 
 def test_a_job_logs_its_start_up_and_total_seconds(tmp_path, monkeypatch):
@@ -59,7 +64,7 @@ def test_seconds_by_stage_kind_add_up_the_job_log(tmp_path, monkeypatch):
         {"kind": "train", "job": "a", "startup_s": 4.0, "total_s": 20.0},
         {"kind": "train", "job": "b", "startup_s": 3.0, "total_s": 10.0},
         {"kind": "export", "job": "a", "startup_s": 2.5, "total_s": 3.0}]))
-    record = workflow.record_pipeline(30, None, log)
+    record = workflow.record_pipeline(tmp_path / "t.json", 30, None, log)
     assert record["by_kind"] == {"export": {"jobs": 1, "seconds": 3.0, "startup_seconds": 2.5},
                                  "train": {"jobs": 2, "seconds": 30.0, "startup_seconds": 7.0}}
     assert (record["job_seconds"], record["startup_seconds"], record["startup_share"]) == (33.0, 9.5, round(9.5 / 33, 3))

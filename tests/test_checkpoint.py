@@ -75,14 +75,14 @@ def test_export_stage_reports_corrupt_checkpoint(tmp_path):
     ws = make_workspace(tmp_path)
     env = {"PYTHONPATH": str(ws), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "stages/prepare.py", "digits"], cwd=ws, env=env, check=True, capture_output=True)
-    target = ws / "results/runs/student/model.pt"
+    target = ws / "results/tiny/runs/student/model.pt"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not a checkpoint")
     out = subprocess.run([sys.executable, "stages/export.py", "student"], cwd=ws, env=env, capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr.startswith("error: results/runs/student/model.pt: checkpoint cannot be read")
+    assert out.stderr.startswith("error: results/tiny/runs/student/model.pt: checkpoint cannot be read")
     assert target.read_bytes() == b"not a checkpoint"  # nothing overwritten
-    assert not any((ws / "results/runs/student" / f).exists() for f in ("eval.json", "model.onnx", "export.json"))
+    assert not any((ws / "results/tiny/runs/student" / f).exists() for f in ("eval.json", "model.onnx", "export.json"))
 
 
 def test_incomplete_checkpoint(tmp_path):

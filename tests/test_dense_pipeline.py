@@ -11,7 +11,6 @@ from kdlib.config import validate
 from kdlib.dense.data import prepare
 from kdlib.dense.train import SuperResolution, train
 from kdlib.errors import KDError
-from kdlib.paths import dense_data_dir, dense_run_dir
 from kdlib.pipeline import stages
 from tests.conftest import TINY
 from tests.test_config import error_of
@@ -78,11 +77,11 @@ def test_each_role_is_a_node_that_depends_on_its_own_settings():
     assert settings("train_dense_edges_tiny_scratch") == {"task", "data", "training", "student"}
     assert settings("train_dense_edges_tiny_kd") == {"task", "data", "training", "teacher", "student", "distill"}
     kd = by_name["train_dense_edges_tiny_kd"]
-    assert "results/dense/edges_tiny/teacher/model.pt" in kd.deps and kd.gpu
-    assert "results/dense/edges_tiny/teacher/model.pt" not in by_name["train_dense_edges_tiny_scratch"].deps
-    assert "data/dense/edges_tiny/train.pt" in kd.deps and "kdlib/dense/losses.py" in kd.deps
-    assert "results/tables/seed002_edges_tiny.md" in by_name["tables"].reports
-    assert "results/dense/edges_tiny/kd/predictions.pt" in by_name["tables"].deps
+    assert "results/tiny/dense/edges_tiny/teacher/model.pt" in kd.deps and kd.gpu
+    assert "results/tiny/dense/edges_tiny/teacher/model.pt" not in by_name["train_dense_edges_tiny_scratch"].deps
+    assert "data/tiny/dense/edges_tiny/train.pt" in kd.deps and "kdlib/dense/losses.py" in kd.deps
+    assert "results/tiny/tables/seed002_edges_tiny.md" in by_name["tables"].reports
+    assert "results/tiny/dense/edges_tiny/kd/predictions.pt" in by_name["tables"].deps
 
 
 @pytest.fixture
@@ -91,7 +90,7 @@ def workspace(tmp_path, tiny_raw):
     cwd = os.getcwd()
     os.chdir(tmp_path)
     params = validate(tiny_raw)
-    prepare("sr_tiny", params.dense["sr_tiny"], dense_data_dir("sr_tiny"))
+    prepare("sr_tiny", params.dense["sr_tiny"], params.layout.dense_data_dir("sr_tiny"))
     yield params
     os.chdir(cwd)
 
@@ -99,7 +98,7 @@ def workspace(tmp_path, tiny_raw):
 def test_resuming_from_last_checkpoint_gives_the_uninterrupted_result(workspace, monkeypatch):
     params = workspace
     straight = train(params, "sr_tiny", "teacher", torch.device("cpu"))
-    history = pd.read_csv(dense_run_dir("sr_tiny", "teacher") / "history.csv")
+    history = pd.read_csv(params.layout.dense_run_dir("sr_tiny", "teacher") / "history.csv")
     # Kill the run in its second epoch's evaluation: the first epoch's last.pt stays behind.
     evaluate, calls = SuperResolution.evaluate, []
 
@@ -112,12 +111,12 @@ def test_resuming_from_last_checkpoint_gives_the_uninterrupted_result(workspace,
     monkeypatch.setattr(SuperResolution, "evaluate", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train(params, "sr_tiny", "teacher", torch.device("cpu"))
-    last = dense_run_dir("sr_tiny", "teacher") / "last.pt"
+    last = params.layout.dense_run_dir("sr_tiny", "teacher") / "last.pt"
     assert len(torch.load(last, weights_only=True)["history"]) == 1
     monkeypatch.setattr(SuperResolution, "evaluate", evaluate)
     resumed = train(params, "sr_tiny", "teacher", torch.device("cpu"))
     assert resumed["final"] == straight["final"] and not last.exists()
-    assert pd.read_csv(dense_run_dir("sr_tiny", "teacher") / "history.csv").drop(columns="train_s").equals(
+    assert pd.read_csv(params.layout.dense_run_dir("sr_tiny", "teacher") / "history.csv").drop(columns="train_s").equals(
         history.drop(columns="train_s"))
 
 
@@ -125,9 +124,9 @@ def test_distilled_sr_student_sums_weighted_kd_terms(workspace):
     params = workspace
     train(params, "sr_tiny", "teacher", torch.device("cpu"))
     from kdlib.dense.nets import build_net
-    from kdlib.dense.train import load_teacher
+    from kdlib.dense.train import load_net
     exp = params.dense["sr_tiny"]
-    teacher = load_teacher("sr_tiny", exp, torch.device("cpu"))
+    teacher = load_net(params, "sr_tiny", "teacher", torch.device("cpu"))
     torch.manual_seed(0)
     student = build_net("sr_tiny", exp, "kd")
     task = SuperResolution(exp, student, teacher, torch.device("cpu"))
@@ -151,7 +150,7 @@ def test_student_with_a_stale_teacher_stops_before_training(workspace):
         "teacher": exp.teacher.model_copy(update={"epochs": 5})})}})
     with pytest.raises(KDError, match="teacher/model.pt: was trained with other params than dense.sr_tiny has now"):
         train(changed, "sr_tiny", "kd", torch.device("cpu"))
-    assert not (dense_run_dir("sr_tiny", "kd") / "last.pt").exists()
+    assert not (params.layout.dense_run_dir("sr_tiny", "kd") / "last.pt").exists()
 
 
 def test_sr_folder_source_reads_every_image_in_the_folders(tmp_path, tiny_raw):

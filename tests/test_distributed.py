@@ -87,7 +87,7 @@ def two_process_runs(finished, tmp_path_factory):
     2 gloo processes, exactly as the DAG's command runs with KDLIB_NPROC=2, from the finished data and teacher."""
     ws = make_workspace(tmp_path_factory.mktemp("ddp"))
     shutil.copytree(finished / "data", ws / "data")
-    shutil.copytree(finished / "results/runs/teacher", ws / "results/runs/teacher")
+    shutil.copytree(finished / "results/tiny/runs/teacher", ws / "results/tiny/runs/teacher")
     names = ("student", "student_kd_feature")  # side by side: each waits on its own processes' start-up
     done = run_all([[sys.executable, "stages/train.py", name] for name in names], ws,
                    env={"KDLIB_NPROC": "2", "OMP_NUM_THREADS": "1"})
@@ -97,14 +97,14 @@ def two_process_runs(finished, tmp_path_factory):
 @pytest.mark.parametrize("name", ["student", "student_kd_feature"])
 def test_two_gloo_processes_match_one_process(finished, two_process_runs, name):
     ws, out = two_process_runs
-    one = json.loads((finished / f"results/runs/{name}/metrics.json").read_text())
-    two = json.loads((ws / f"results/runs/{name}/metrics.json").read_text())
+    one = json.loads((finished / f"results/tiny/runs/{name}/metrics.json").read_text())
+    two = json.loads((ws / f"results/tiny/runs/{name}/metrics.json").read_text())
     assert (one["processes"], two["processes"]) == (1, 2)
     assert abs(two["final"]["test_acc"] - one["final"]["test_acc"]) <= TOLERANCE
     assert two["final"]["test_acc"] > 80  # both learned: a broken all-reduce would not get here in 3 epochs
     assert out[name].stdout.count("final test acc") == 1  # rank 0 alone reports
-    assert (ws / f"results/runs/{name}/history.csv").read_text().count("\n") == 1 + 3
-    assert not (ws / f"results/runs/{name}/last.pt").exists()
+    assert (ws / f"results/tiny/runs/{name}/history.csv").read_text().count("\n") == 1 + 3
+    assert not (ws / f"results/tiny/runs/{name}/last.pt").exists()
 
 
 def test_bad_process_counts_fail_once_before_starting(finished):

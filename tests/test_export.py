@@ -42,11 +42,11 @@ def trained_looking(model: nn.Module) -> nn.Module:
 def exported(model: nn.Module, tmp_path, shape=(3, 32, 32)):
     """Export, then compare on 37 random images in batches of 16, 16 and 5, and alone."""
     path = tmp_path / "model.onnx"
-    export_onnx(model, path, shape)
+    export_onnx(model, path, torch.zeros(2, *shape))
     runtime = session(path, threads=2)
-    images = torch.randn(37, *shape)
-    loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (37,))), batch_size=16)
-    check = parity(evaluate(model, loader, torch.device("cpu"))["logits"], runtime, loader)
+    images, labels = torch.randn(37, *shape), torch.randint(0, 10, (37,))
+    loader = DataLoader(TensorDataset(images, labels), batch_size=16)
+    check = parity(evaluate(model, loader, torch.device("cpu"))["logits"], runtime, images, labels, 16)
     assert check["passed"] and check["num_test"] == 37 and not check["differing_top1"], check
     assert check["max_abs_logit_diff"] <= TOLERANCE == 1e-4
     with torch.no_grad():
@@ -120,13 +120,13 @@ def test_a_stablekd_student_exports_without_its_projectors(tmp_path):
 def test_parity_catches_other_logits(tmp_path):
     model = trained_looking(build_model("lenet5bn", 10, 0.5))
     path = tmp_path / "model.onnx"
-    export_onnx(model, path, (3, 32, 32))
+    export_onnx(model, path, torch.zeros(2, 3, 32, 32))
     drifted = copy.deepcopy(model)
     last = [m for m in drifted.modules() if isinstance(m, nn.Linear)][-1]
     last.bias.data[3] += 1e-3  # 10x the tolerance, too little to change many classes
-    images = TensorDataset(torch.randn(20, 3, 32, 32), torch.zeros(20, dtype=torch.long))
-    loader = DataLoader(images, batch_size=8)
-    check = parity(evaluate(drifted, loader, torch.device("cpu"))["logits"], session(path, 2), loader)
+    images, labels = torch.randn(20, 3, 32, 32), torch.zeros(20, dtype=torch.long)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)
+    check = parity(evaluate(drifted, loader, torch.device("cpu"))["logits"], session(path, 2), images, labels, 8)
     assert not check["passed"] and check["max_abs_logit_diff"] == pytest.approx(1e-3, rel=1e-2)
 
 
@@ -141,20 +141,20 @@ def test_flop_count_of_a_conv_matches_the_hand_count(conv, shape, hand):
 
 
 def test_the_export_stage_keeps_no_file_that_computes_otherwise(finished, tmp_path, monkeypatch):
-    for part in ("params.yaml", "data/digits", "results/runs/student"):  # a scratch copy: `finished` stays as it is
+    for part in ("params.yaml", "data/tiny/digits", "results/tiny/runs/student"):  # a scratch copy: `finished` stays as it is
         (shutil.copytree if (finished / part).is_dir() else shutil.copy)(finished / part, tmp_path / part)
     monkeypatch.chdir(tmp_path)
     original = export_run.export_onnx
 
-    def broken(model, path, shape):  # an exporter bug: one logit shifted
+    def broken(model, path, example, metadata=None):  # an exporter bug: one logit shifted
         wrong = copy.deepcopy(model)
         [m for m in wrong.modules() if isinstance(m, nn.Linear)][-1].bias.data[0] += 0.01
-        original(wrong, path, shape)
+        original(wrong, path, example, metadata)
 
     monkeypatch.setattr(export_run, "export_onnx", broken)
-    folder = tmp_path / "results/runs/student"
+    folder = tmp_path / "results/tiny/runs/student"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}  # the last good export stays, nothing new is added
-    with pytest.raises(KDError, match=r"results/runs/student/model.pt: the ONNX export computes other logits than "
+    with pytest.raises(KDError, match=r"results/tiny/runs/student/model.pt: the ONNX export computes other logits than "
                                       r"PyTorch \(max \|difference\| 0.01, tolerance 0.0001;.* model.onnx was not written"):
         export_run.export_run("student", load_params("params.yaml"))
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and "model.onnx" in before
@@ -173,12 +173,12 @@ def markdown_tables(path) -> list[dict[str, dict[str, str]]]:
 
 def test_every_run_is_exported_and_onnxruntime_scores_what_evaluate_scored(finished):
     params = load_params(finished / "params.yaml")
-    files = prepared.load_prepared(finished / "data/digits")
+    files = prepared.load_prepared(finished / "data/tiny/digits")
     for name, run in params.runs.items():
-        folder = finished / "results/runs" / name
+        folder = finished / "results/tiny/runs" / name
         report = json.loads((folder / "export.json").read_text())
         runtime = session(folder / "model.onnx", threads=2)
-        correct = sum((predict(runtime, x).argmax(1) == y).sum().item() for x, y in prepared.test_loader(files, 100))
+        correct = (predict(runtime, files.test.images).argmax(1) == files.test.labels).sum().item()  # uint8 in
         evaluation = json.loads((folder / "eval.json").read_text())
         assert 100.0 * correct / 359 == evaluation["test_acc"] == report["parity"]["onnx_test_acc"]
         assert report["parity"]["num_test"] == 359 and report["parity"]["differing_top1"] == []
@@ -198,14 +198,14 @@ def test_every_run_is_exported_and_onnxruntime_scores_what_evaluate_scored(finis
 
 
 def test_the_efficiency_table_holds_the_exports(finished):
-    text = (finished / "results/tables/efficiency.md").read_text()
+    text = (finished / "results/tiny/tables/efficiency.md").read_text()
     assert "CPU, 1 thread for PyTorch" in text and "(0.05 s per batch size)" in text and "ONNX opset 18" in text
-    deployed, fusion = markdown_tables(finished / "results/tables/efficiency.md")
+    deployed, fusion, dense = markdown_tables(finished / "results/tiny/tables/efficiency.md")
     params = load_params(finished / "params.yaml")
     assert list(deployed) == list(params.written)
     for name, row in deployed.items():
         first = next(iter(params.replicas[name].values()))
-        report = json.loads((finished / "results/runs" / first / "export.json").read_text())
+        report = json.loads((finished / "results/tiny/runs" / first / "export.json").read_text())
         form = report["forms"]["deployed"]
         # student_kd teaches gen3
         assert row["role"] == ("teacher" if name in ("teacher", "student_kd", "vit_teacher") else "student")
@@ -217,7 +217,22 @@ def test_the_efficiency_table_holds_the_exports(finished):
         assert row["eager/ort b64"] == f"{ms['eager'] / ms['onnxruntime']:.2f}"
     assert set(fusion) == {"teacher", "student_acb"}
     for name, row in fusion.items():
-        forms = json.loads((finished / "results/runs" / name / "export.json").read_text())["forms"]
+        forms = json.loads((finished / "results/tiny/runs" / name / "export.json").read_text())["forms"]
         assert row["params (M)"] == f"{forms['unfused']['params'] / 1e6:.3f} → {forms['deployed']['params'] / 1e6:.3f}"
         assert forms["unfused"]["params"] > forms["deployed"]["params"]
         assert forms["unfused"]["flops"] > forms["deployed"]["flops"]
+    assert list(dense) == [f"{n} ({r})" for n in ("sr_tiny", "edges_tiny") for r in ("scratch", "kd")]
+    for label, row in dense.items():
+        name, role = label.rstrip(")").split(" (")
+        folder = finished / "results/tiny/dense" / name / role
+        report, metrics = (json.loads((folder / f).read_text()) for f in ("export.json", "metrics.json"))
+        assert row["params (M)"] == f"{metrics['params'] / 1e6:.3f}" and report["params"] == metrics["params"]
+        assert row["ONNX (kB)"] == f"{(folder / 'model.onnx').stat().st_size / 1e3:.0f}"
+        parity = report["parity"]
+        if name == "sr_tiny":  # PyTorch's PSNR as the export stage measured it, and as training did
+            assert row["PyTorch / ONNX (held-out)"] == \
+                f"PSNR-Y {parity['psnr_y_pytorch']:.3f} / {parity['psnr_y_onnx']:.3f} dB"
+            assert abs(parity["psnr_y_pytorch"] - metrics["final"]["psnr_y"]) <= 1e-3
+        else:
+            assert row["PyTorch / ONNX (held-out)"] == f"Dice {parity['dice_pytorch']:.4f} / {parity['dice_onnx']:.4f}"
+            assert abs(parity["dice_pytorch"] - metrics["final"]["dice"]) <= 1e-3

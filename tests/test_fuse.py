@@ -21,7 +21,7 @@ def trained_acb(prepared, tmp_path_factory):  # noqa: F811
 def fuse_in(ws, monkeypatch, name="student_acb"):
     monkeypatch.chdir(ws)
     params = load_params("params.yaml")
-    if not (ws / "results/runs" / name / "model.pt").exists():
+    if not (ws / "results/tiny/runs" / name / "model.pt").exists():
         train(name, params, CPU)
     return params
 
@@ -29,7 +29,7 @@ def fuse_in(ws, monkeypatch, name="student_acb"):
 def test_fuse_writes_an_equivalent_deploy_checkpoint(trained_acb, monkeypatch):
     params = fuse_in(trained_acb, monkeypatch)
     report = deploy.fuse_run("student_acb", params, CPU)
-    folder = trained_acb / "results/runs/student_acb"
+    folder = trained_acb / "results/tiny/runs/student_acb"
     assert json.loads((folder / "fuse.json").read_text()) == report
     metrics = json.loads((folder / "metrics.json").read_text())
     assert report["identical_predictions"] and report["num_test"] == 359
@@ -51,7 +51,7 @@ def test_fuse_writes_an_equivalent_deploy_checkpoint(trained_acb, monkeypatch):
 
 def test_fuse_refuses_a_model_whose_predictions_change(trained_acb, monkeypatch):
     params = fuse_in(trained_acb, monkeypatch)
-    folder = trained_acb / "results/runs/student_acb"
+    folder = trained_acb / "results/tiny/runs/student_acb"
     (folder / "deploy.pt").unlink(missing_ok=True)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     original = deploy.to_deploy

@@ -16,7 +16,6 @@ from kdlib.distill.method import AlphaWeighted, Method, method_class
 from kdlib.distill.methods import METHODS
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
-from kdlib.paths import dataset_dir
 
 TOY_MODULE = '''
 from kdlib.distill.method import AlphaWeighted
@@ -97,10 +96,10 @@ def test_toy_method_trains_end_to_end(toy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(yaml.safe_dump(params))
     params = load_params("params.yaml")
-    save_prepared(build(params.datasets["digits"]), dataset_dir("digits"))
+    save_prepared(build(params.datasets["digits"]), params.layout.dataset_dir("digits"))
     cpu = torch.device("cpu")
     train("teacher", params, cpu)
     metrics = train("student", params, cpu)
     assert metrics is not None
-    history = (tmp_path / "results" / "runs" / "student" / "history.csv").read_text()
+    history = (tmp_path / "results" / "toy" / "runs" / "student" / "history.csv").read_text()
     assert "kd" in history.splitlines()[0]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kdlib.config import load_params
-from kdlib.paths import RECIPE_DIR
+from kdlib.paths import Layout
 from kdlib.pipeline import RECIPES, code_deps, render_dvc_yaml, stages, write_recipes
 from tests.conftest import BIN, REPO, TINY, make_workspace, run, run_all
 
@@ -58,28 +58,29 @@ def test_a_stage_recipe_holds_its_run_and_its_teachers():
     assert recipe["dataset"]["source"] == "digits" and "MODELS.lenet5bn" in recipe["tables"]["kdlib/models/registry.py"]
     assert by_name["train_student_kd"].gpu and not by_name["export_student_kd"].gpu
     # The teacher is an ACB run: students learn from its fused checkpoint, written by its fuse stage.
-    assert "results/runs/teacher/deploy.pt" in by_name["train_student_kd"].deps
-    assert by_name["fuse_teacher"].outs == ["results/runs/teacher/deploy.pt"]
-    assert "results/runs/student_acb/deploy.pt" in by_name["export_student_acb"].deps
+    assert "results/tiny/runs/teacher/deploy.pt" in by_name["train_student_kd"].deps
+    assert by_name["fuse_teacher"].outs == ["results/tiny/runs/teacher/deploy.pt"]
+    assert "results/tiny/runs/student_acb/deploy.pt" in by_name["export_student_acb"].deps
     assert "fuse_student" not in by_name and by_name["fuse_teacher"].all_cores
 
 
 def test_recipes_are_rewritten_only_where_they_changed(tmp_path, monkeypatch, tiny_raw):
     monkeypatch.chdir(make_workspace(tmp_path))
     with_values = {s.name for s in stages("params.yaml") if s.values}
-    (RECIPE_DIR / "train_gone.json").parent.mkdir(parents=True)
-    (RECIPE_DIR / "train_gone.json").write_text("{}")  # a stage no longer in the params file
-    assert write_recipes(stages("params.yaml")) == (len(with_values), len(with_values))
-    assert {p.stem for p in RECIPE_DIR.iterdir()} == with_values
-    before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in RECIPE_DIR.iterdir()}
+    layout = Layout("tiny")
+    (layout.recipes / "train_gone.json").parent.mkdir(parents=True)
+    (layout.recipes / "train_gone.json").write_text("{}")  # a stage no longer in the params file
+    assert write_recipes(stages("params.yaml"), layout) == (len(with_values), len(with_values))
+    assert {p.stem for p in layout.recipes.iterdir()} == with_values
+    before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in layout.recipes.iterdir()}
     tiny_raw["runs"]["gen3"]["distill"] = {"alpha": 0.25}
     Path("params.yaml").write_text(yaml.safe_dump(tiny_raw))
-    assert write_recipes(stages("params.yaml")) == (2, len(with_values))
-    changed = {p.stem for p in RECIPE_DIR.iterdir() if (p.read_text(), p.stat().st_mtime_ns) != before[p.name]}
+    assert write_recipes(stages("params.yaml"), layout) == (2, len(with_values))
+    changed = {p.stem for p in layout.recipes.iterdir() if (p.read_text(), p.stat().st_mtime_ns) != before[p.name]}
     assert changed == {"train_gen3", "tables"}
-    assert json.loads((RECIPE_DIR / "train_gen3.json").read_text())["runs"]["gen3"]["distill"]["alpha"] == 0.25
+    assert json.loads((layout.recipes / "train_gen3.json").read_text())["runs"]["gen3"]["distill"]["alpha"] == 0.25
     assert subprocess.run([sys.executable, "-m", "kdlib.pipeline", RECIPES], capture_output=True,
-                          text=True).stdout == f"0 of {len(with_values)} recipes changed (results/recipes/)\n"
+                          text=True).stdout == f"0 of {len(with_values)} recipes changed (results/tiny/recipes/)\n"
 
 
 def snakemake_graph(ws):
@@ -163,8 +164,8 @@ def test_paper_profiles_dry_run(tmp_path, profile):
     assert re.search(r"^total\s+\d+", out.stdout, re.M), out.stdout[-500:]
     planned = set(re.findall(r"^(\w+)\s+\d+$", out.stdout, re.M)) - {"all", "total"}  # the job counts' rules
     assert planned | {RECIPES} == set(re.findall(r"^(\w+):$", dvc.stdout, re.M)), dvc.stdout[-500:]
-    text = render_dvc_yaml(str(REPO / profile))
-    assert f"--params {REPO / profile}" in text
+    target, text = render_dvc_yaml(str(REPO / profile))
+    assert f"--params {REPO / profile}" in text and target == Path("pipelines") / Path(profile).stem / "dvc.yaml"
 
 
 def test_the_stage_list_stops_quietly_when_its_reader_does():

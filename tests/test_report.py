@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from kdlib.config import load_params
+from kdlib.config import DENSE_STUDENTS, load_params
 from kdlib.errors import KDError
 from kdlib.report import efficiency, seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine
@@ -51,7 +51,7 @@ def known(tmp_path, monkeypatch):
     assert set(params.runs) == set(ACC)
     monkeypatch.chdir(tmp_path)
     for name, acc in ACC.items():
-        folder = tmp_path / "results/runs" / name
+        folder = tmp_path / "results/tiny/runs" / name
         folder.mkdir(parents=True)
         blocks = params.runs[name].block_type
         train_params = 250_000 if name == "teacher" else PARAMS[name]
@@ -66,7 +66,20 @@ def known(tmp_path, monkeypatch):
         if blocks == "acb":
             (folder / "fuse.json").write_text(json.dumps({"params": {"fused": PARAMS[name]}}))
         (folder / "export.json").write_text(json.dumps(export_of(name, acb=blocks == "acb")))
+    for name, exp in params.dense.items():
+        for role in DENSE_STUDENTS:
+            folder = tmp_path / "results/tiny/dense" / name / role
+            folder.mkdir(parents=True)
+            (folder / "export.json").write_text(json.dumps(dense_export_of(exp.task)))
     return params, Results(params)
+
+
+def dense_export_of(task: str) -> dict:
+    """Made-up export.json of a dense student: onnxruntime 5x faster than eager."""
+    parity = ({"psnr_y_pytorch": 25.12345, "psnr_y_onnx": 25.12344, "max_abs_pixel_diff": 2e-7} if task ==
+              "super_resolution" else {"dice_pytorch": 0.61234, "dice_onnx": 0.61234, "max_abs_prob_diff": 3e-7})
+    return {"model": "net", "image_shape": [3, 12, 12], "params": 8000, "flops": 5_200_000, "checkpoint_bytes": 43_000,
+            "onnx": {"bytes": 41_000}, "parity": parity, "latency_ms": {"batch_1": {"eager": 1.0, "onnxruntime": 0.2}}}
 
 
 def export_of(name: str, acb: bool) -> dict:
@@ -112,7 +125,7 @@ def test_efficiency_table(known, tmp_path):
     text = efficiency.efficiency_table(params, res)
     assert text.startswith("CPU, 2 threads for PyTorch 2.x (eager) and onnxruntime 1.x (intra-op), batches of 3x16x16")
     (tmp_path / "e.md").write_text(text)
-    deployed, fusion = markdown_tables(tmp_path / "e.md")
+    deployed, fusion, dense = markdown_tables(tmp_path / "e.md")
     teacher, gen3 = deployed["teacher"], deployed["gen3"]
     assert (teacher["role"], deployed["student_kd"]["role"], gen3["role"]) == ("teacher", "teacher", "student")
     assert teacher["params (M)"] == "0.200" and teacher["MFLOPs"] == "1.6" and teacher["checkpoint (kB)"] == "800"
@@ -121,6 +134,11 @@ def test_efficiency_table(known, tmp_path):
     assert list(deployed) == list(params.written) and set(fusion) == {"teacher", "student_acb"}
     assert fusion["teacher"]["params (M)"] == "0.250 → 0.200" and fusion["student_acb"]["checkpoint (kB)"] == "1000 → 208"
     assert fusion["teacher"]["onnxruntime b64 (ms)"] == "30.00 → 20.00 (1.50x)"
+    assert list(dense) == ["sr_tiny (scratch)", "sr_tiny (kd)", "edges_tiny (scratch)", "edges_tiny (kd)"]
+    sr, edges = dense["sr_tiny (kd)"], dense["edges_tiny (scratch)"]
+    assert sr["PyTorch / ONNX (held-out)"] == "PSNR-Y 25.123 / 25.123 dB" and sr["max abs Δ output"] == "2.0e-07"
+    assert edges["PyTorch / ONNX (held-out)"] == "Dice 0.6123 / 0.6123" and edges["eager/ort b1"] == "5.00"
+    assert sr["params (M)"] == "0.008" and sr["MFLOPs"] == "5.2" and sr["ONNX (kB)"] == "41"
 
 
 def test_seed001_tables(known, tmp_path):

@@ -25,9 +25,9 @@ def test_report_html_holds_every_table_and_figure(finished, tmp_path):
 
     expected = report_outputs(load_params(finished / "params.yaml"))
     assert sorted(results) == sorted(expected)
-    figures = [p for p in expected if p.startswith("results/figures/")]
-    tables = [p for p in expected if p.startswith("results/tables/")]
-    assert figures and tables and "results/report.md" in expected
+    figures = [p for p in expected if p.startswith("results/tiny/figures/")]
+    tables = [p for p in expected if p.startswith("results/tiny/tables/")]
+    assert figures and tables and "results/tiny/report.md" in expected
     assert sorted(p for sub in categories["Figures"].values() for p in sub) == sorted(figures)
     assert sorted(p for sub in categories["Tables"].values() for p in sub) == sorted(tables)
     for path in expected:  # each file embedded byte for byte, so the page needs no other file
@@ -42,9 +42,9 @@ def test_report_html_holds_every_table_and_figure(finished, tmp_path):
         for line in (finished / path).read_text(encoding="utf-8").splitlines():
             assert line in front, (path, line)
     # ... with the computed numbers: the scratch student's test accuracy in its row of the runs table.
-    student = json.loads((finished / "results/runs/student/eval.json").read_text())["test_acc"]
+    student = json.loads((finished / "results/tiny/runs/student/eval.json").read_text())["test_acc"]
     assert re.search(rf"^\| student +\|.*\| {student:.2f} +\|$", front, re.M)
-    assert results["results/tables/seed000_table1.md"]["labels"] == {"table": "seed 000, table 1"}
+    assert results["results/tiny/tables/seed000_table1.md"]["labels"] == {"table": "seed 000, table 1"}
 
     # Offline: no script, style or font fetched from the network when the page is opened.
     assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=[\"']?(https?:)?//", page)

@@ -189,8 +189,8 @@ def _tiny(tmp_path, stage_epochs):
 def test_stablekd_stages_are_chained_nodes_rerun_from_the_changed_stage(tmp_path):
     before, after = _tiny(tmp_path, [1, 2]), _tiny(tmp_path, [1, 3])
     stage0, final = before["train_s3_stablekd_stage0"], before["train_s3_stablekd"]
-    assert stage0.arg == "s3_stablekd --stage 0" and stage0.outs == ["results/runs/s3_stablekd/stage0.pt"]
-    assert "results/runs/s3_stablekd/stage0.pt" in final.deps and not any("stage" in d for d in stage0.deps[-4:])
+    assert stage0.arg == "s3_stablekd --stage 0" and stage0.outs == ["results/tiny/runs/s3_stablekd/stage0.pt"]
+    assert "results/tiny/runs/s3_stablekd/stage0.pt" in final.deps and not any("stage" in d for d in stage0.deps[-4:])
     recipe = json.loads(stage0.values)["runs"]["s3_stablekd"]  # its own stage's epochs only, no total
     assert recipe["distill"]["stage_epochs"] == [1] and "epochs" not in recipe
     # Stage 1's epochs changed: stage 0 keeps its params and values (neither tool reruns it), the last stage not.

@@ -24,11 +24,12 @@ def test_report_outputs_are_the_applicable_studies_outputs_each_once(profile):
     outputs = report_outputs(params)
     assert outputs == [str(p) for s in STUDIES if s.applies(params) for p in s.outputs(params).values()]
     assert len(outputs) == len(set(outputs))
-    assert "results/report.md" in outputs and all(p.startswith(("results/tables/", "results/figures/"))
-                                                  for p in outputs if p != "results/report.md")
+    root = f"results/{params.profile}"  # the profile's own folder
+    assert f"{root}/report.md" in outputs and all(p.startswith((f"{root}/tables/", f"{root}/figures/"))
+                                                  for p in outputs if p != f"{root}/report.md")
     assert {s.name for s in applicable(params)} >= {"overview", "efficiency", "accuracy", "seed000"}
     for name in params.dense:
-        assert {str(f) for f in dense_report_files(name)} <= set(outputs)
+        assert {str(f) for f in dense_report_files(params, name)} <= set(outputs)
 
 
 def test_no_two_studies_write_the_same_file_and_each_has_the_entry_point():
@@ -52,7 +53,7 @@ def _fake_inputs(params, root: Path) -> None:
     experiments' data and results."""
     g = torch.Generator().manual_seed(0)
     for ds in {r.dataset for r in params.runs.values()}:
-        folder = root / "data" / ds
+        folder = root / params.layout.dataset_dir(ds)
         folder.mkdir(parents=True)
         (folder / "meta.json").write_text(json.dumps({"description": ds, "classes": [str(i) for i in range(10)],
                                                       "num_train": 100, "num_test": 8, "image_size": 16}))
@@ -60,11 +61,11 @@ def _fake_inputs(params, root: Path) -> None:
             torch.save({"images": torch.randint(0, 255, (8, 3, 16, 16), generator=g, dtype=torch.uint8),
                         "labels": torch.arange(8)}, folder / split)
     for name in params.runs:
-        path = root / "results/runs" / name / "eval.json"
+        path = root / "results/tiny/runs" / name / "eval.json"
         top3 = [{"index": i, "label": i, "classes": [(i + k) % 10 for k in range(3)], "probs": [0.6, 0.3, 0.1]}
                 for i in range(8)]
         (path.parent / "samples.json").write_text(json.dumps({"checkpoint": "model.pt", "top3": top3}))
-        fuse = root / "results/runs" / name / "fuse.json"
+        fuse = root / "results/tiny/runs" / name / "fuse.json"
         if fuse.is_file():  # what seed 000's table 2 prints
             acc = json.loads(path.read_text())["test_acc"]
             fuse.write_text(json.dumps(json.loads(fuse.read_text()) | {
@@ -73,7 +74,7 @@ def _fake_inputs(params, root: Path) -> None:
                                          "plain": 1.1}}))
     for name, exp in params.dense.items():
         sr = isinstance(exp, SRExperiment)
-        folder = root / "data/dense" / name
+        folder = root / "data/tiny/dense" / name
         folder.mkdir(parents=True)
         (folder / "meta.json").write_text(json.dumps({"description": name, "num_test": 2}))
         s = exp.data.scale if sr else 1
@@ -83,8 +84,8 @@ def _fake_inputs(params, root: Path) -> None:
                             "edges": (torch.rand(2, 32, 32, generator=g) > 0.8).float()})
         torch.save(test, folder / "test.pt")
         for i, role in enumerate(("teacher", "scratch", "kd")):
-            run = root / "results/dense" / name / role
-            run.mkdir(parents=True)
+            run = root / "results/tiny/dense" / name / role
+            run.mkdir(parents=True, exist_ok=True)  # the students' export.json is there already (`known`)
             final = {"psnr_y": 25.0 + i, "ssim_y": 0.8, "psnr_rgb": 24.0} if sr else {"ods_f": 0.5 + i / 10}
             (run / "metrics.json").write_text(json.dumps({"params": 12345, "final": final}))
             epochs = range(1, exp.net(role).epochs + 1)
@@ -96,9 +97,9 @@ def _fake_inputs(params, root: Path) -> None:
 
 
 def _written(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for sub in ("results/tables", "results/figures") if (root / sub).is_dir()
+    return {str(p.relative_to(root)) for sub in ("results/tiny/tables", "results/tiny/figures") if (root / sub).is_dir()
             for p in (root / sub).rglob("*") if p.is_file()} | \
-        ({"results/report.md"} if (root / "results/report.md").is_file() else set())
+        ({"results/tiny/report.md"} if (root / "results/tiny/report.md").is_file() else set())
 
 
 @pytest.mark.parametrize("studies", ["all", "core"])
@@ -111,9 +112,9 @@ def test_tables_stage_writes_exactly_report_outputs(known, tmp_path, studies):  
     write_report(params)
     expected = report_outputs(params)
     assert _written(tmp_path) == set(expected)
-    report = (tmp_path / "results/report.md").read_text()
+    report = (tmp_path / "results/tiny/report.md").read_text()
     for path in expected:  # every figure is shown in report.md, and every table printed in it
         if path.endswith(".png"):
-            assert f"]({Path(path).relative_to('results')})" in report, path
-        elif path != "results/report.md":
+            assert f"]({Path(path).relative_to('results/tiny')})" in report, path
+        elif path != "results/tiny/report.md":
             assert (tmp_path / path).read_text().rstrip("\n") in report, path

@@ -43,7 +43,7 @@ def clone(prepared, tmp_path, edit=None):
 
 
 def outcome(ws, run):
-    folder = ws / "results" / "runs" / run
+    folder = ws / "results" / "tiny" / "runs" / run
     history = pd.read_csv(folder / "history.csv").drop(columns=["time_s", "train_s"])
     weights = torch.load(folder / "model.pt", weights_only=True)["state_dict"]
     return json.loads((folder / "metrics.json").read_text()), history, weights
@@ -81,8 +81,8 @@ def test_testing_every_other_epoch_on_half_the_test_split_trains_the_same_model(
     tested = h2["test_acc"].notna().tolist()
     assert tested == [False, True, True]  # epoch 2, and the last epoch always
     pd.testing.assert_frame_equal(h1.drop(columns=["test_loss", "test_acc"]), h2.drop(columns=["test_loss", "test_acc"]))
-    test = json.loads((prepared / "data/digits/meta.json").read_text())["num_test"]
-    per_class = pd.Series(torch.load(prepared / "data/digits/test.pt", weights_only=True)["labels"]).value_counts()
+    test = json.loads((prepared / "data/tiny/digits/meta.json").read_text())["num_test"]
+    per_class = pd.Series(torch.load(prepared / "data/tiny/digits/test.pt", weights_only=True)["labels"]).value_counts()
     assert (m1["test_images"], m2["test_images"]) == (test, sum(max(1, round(0.5 * n)) for n in per_class))
     assert (m1["tested_every"], m2["tested_every"]) == (1, 2)
     assert m2["best"]["epoch"] in (2, 3) and m2["best"]["test_acc"] == h2["test_acc"].max()
@@ -97,13 +97,13 @@ def test_kill_and_resume_matches_uninterrupted_run(prepared, tmp_path):
     uninterrupted = subprocess.Popen(cmd, cwd=reference, env=env, stdout=subprocess.DEVNULL)  # one thread each
 
     proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = killed / "results/runs/teacher/last.pt"
+    last = killed / "results/tiny/runs/teacher/last.pt"
     deadline = time.time() + 120
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)  # mid-way through epoch 2
     proc.wait()
-    assert last.exists() and not (killed / "results/runs/teacher/model.pt").exists()
+    assert last.exists() and not (killed / "results/tiny/runs/teacher/model.pt").exists()
     assert torch.load(last, weights_only=True)["epoch"] < 5
 
     resumed = subprocess.run(cmd, cwd=killed, env=env, check=True, capture_output=True, text=True)
@@ -116,7 +116,7 @@ def test_kill_and_resume_matches_uninterrupted_run(prepared, tmp_path):
 def test_stale_resume_checkpoint_is_ignored(prepared, tmp_path, monkeypatch):
     ws = clone(prepared, tmp_path)
     monkeypatch.chdir(ws)
-    last = ws / "results/runs/student/last.pt"
+    last = ws / "results/tiny/runs/student/last.pt"
     last.parent.mkdir(parents=True)
     torch.save({"epoch": 1, "fingerprint": "params that changed since", "history": []}, last)
     train("student", load_params("params.yaml"), CPU)
@@ -138,10 +138,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(prepared, tmp_path, monke
 
     monkeypatch.setattr(Distiller, "forward_train", poisoned)
     with pytest.raises(KDError, match=r"run student: loss is nan at epoch 2, batch 3; stopped. The last good "
-                                      r"checkpoint is kept \(results/runs/student/last.pt\)"):
+                                      r"checkpoint is kept \(results/tiny/runs/student/last.pt\)"):
         train("student", load_params("params.yaml"), CPU)
-    assert torch.load(ws / "results/runs/student/last.pt", weights_only=True)["epoch"] == 1
-    assert not (ws / "results/runs/student/model.pt").exists()
+    assert torch.load(ws / "results/tiny/runs/student/last.pt", weights_only=True)["epoch"] == 1
+    assert not (ws / "results/tiny/runs/student/model.pt").exists()
 
 
 def test_model_too_deep_for_the_images_is_named(prepared, tmp_path, monkeypatch):
@@ -164,9 +164,9 @@ def test_killed_after_the_last_epoch_still_writes_every_output(prepared, tmp_pat
         train("student", load_params("params.yaml"), CPU)
     monkeypatch.undo()
     monkeypatch.chdir(ws)
-    (ws / "results/runs/student/history.csv").unlink()  # both tools delete outputs before a re-run
+    (ws / "results/tiny/runs/student/history.csv").unlink()  # both tools delete outputs before a re-run
     metrics = train("student", load_params("params.yaml"), CPU)
-    assert len(pd.read_csv(ws / "results/runs/student/history.csv")) == 3 and metrics["final"]["epoch"] == 3
+    assert len(pd.read_csv(ws / "results/tiny/runs/student/history.csv")) == 3 and metrics["final"]["epoch"] == 3
 
 
 def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
@@ -185,7 +185,7 @@ def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
     train("teacher", params, CPU)
     fuse_run("teacher", params, CPU)
     metrics = train("student_kd", params, CPU)
-    history = pd.read_csv(ws / "results/runs/student_kd/history.csv")
+    history = pd.read_csv(ws / "results/tiny/runs/student_kd/history.csv")
     assert history["lr"].tolist()[0] < 0.002 and len(history) == 3  # warming up in epoch 1
     assert history[["train_ce", "train_kd", "test_acc"]].notna().all().all() and metrics["final"]["test_acc"] > 0
 
@@ -200,10 +200,10 @@ def test_stablekd_stages_continue_from_checked_checkpoints(prepared, tmp_path, m
                                       r"rerun stage 0 \(`python stages/train.py s3_stablekd --stage 0`"):
         train("s3_stablekd", params, CPU)  # the last stage, before stage 0 ran
     stage0 = train("s3_stablekd", params, CPU, stage=0)
-    assert stage0["epochs"] == 1 and (ws / "results/runs/s3_stablekd/stage0.pt").is_file()
-    assert not (ws / "results/runs/s3_stablekd/model.pt").exists()
+    assert stage0["epochs"] == 1 and (ws / "results/tiny/runs/s3_stablekd/stage0.pt").is_file()
+    assert not (ws / "results/tiny/runs/s3_stablekd/model.pt").exists()
     final = train("s3_stablekd", params, CPU)
-    history = pd.read_csv(ws / "results/runs/s3_stablekd/history.csv")
+    history = pd.read_csv(ws / "results/tiny/runs/s3_stablekd/history.csv")
     assert history["stage"].tolist() == [0, 1, 1] and history["blocks"].tolist() == [4, 2, 2]
     assert history["test_acc"].iloc[0] == pytest.approx(stage0["test_acc"])  # stage 0's epoch, carried on
     assert final["epochs"] == 3 and final["params"] < 60_000  # the plain half-width cifar_quick, projectors folded

@@ -14,7 +14,7 @@ The package, by concern:
   suggest     'did you mean ...?' for misspelt names
 Every name other code imports from kdlib.config is re-exported here.
 """
-from kdlib.config.dense import (DENSE_ROLES, ROLE_FIELDS, TASKS, DenseExperiment, DenseTraining, EdgeData,
+from kdlib.config.dense import (DENSE_ROLES, DENSE_STUDENTS, ROLE_FIELDS, TASKS, DenseExperiment, DenseTraining, EdgeData,
                                 EdgeDistill, EdgeExperiment, SRData, SRDistill, SRExperiment, SRNet, UNet)
 from kdlib.config.lineage import ancestors, scratch_baseline
 from kdlib.config.load import RUN_NAME, load_params, validate
@@ -23,7 +23,7 @@ from kdlib.config.provenance import Source, sets
 from kdlib.config.schema import (Augment, ColorJitter, DatasetSpec, Distill, Export, Mix, Optimizer, RandomErasing,
                                  Report, Run, Schedule, Seed001Report, Seed002Report, Seed003Report, Strict)
 
-__all__ = ["DENSE_ROLES", "ROLE_FIELDS", "RUN_NAME", "TASKS", "Augment", "ColorJitter", "DatasetSpec",
+__all__ = ["DENSE_ROLES", "DENSE_STUDENTS", "ROLE_FIELDS", "RUN_NAME", "TASKS", "Augment", "ColorJitter", "DatasetSpec",
            "DenseExperiment", "DenseTraining", "Distill", "EdgeData", "EdgeDistill", "EdgeExperiment", "Export", "Mix",
            "Optimizer", "Params", "RandomErasing", "Report", "Run", "SRData", "SRDistill", "SRExperiment", "SRNet",
            "Schedule", "Seed001Report", "Seed002Report", "Seed003Report", "Source", "Strict", "UNet", "ancestors",

@@ -100,6 +100,7 @@ class EdgeDistill(Strict):
 
 
 DENSE_ROLES = ("teacher", "scratch", "kd")  # the student without KD is `scratch`, the distilled one `kd`
+DENSE_STUDENTS = DENSE_ROLES[1:]  # what is deployed (exported to ONNX)
 # The experiment keys each node's result depends on: the data's, and those of the roles (kd: every key).
 ROLE_FIELDS = {"data": ("task", "data"), "teacher": ("task", "data", "training", "teacher"),
                "scratch": ("task", "data", "training", "student")}

@@ -163,6 +163,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def validate(raw: dict, source: str = "params.yaml") -> Params:
     raw = {key: value for key, value in raw.items() if value is not None or key == "runs"}  # blank = absent
+    raw_given = set(raw)
+    raw.setdefault("profile", Path(source).stem)  # every profile needs folders of its own
     defaults = raw.pop("defaults", None) or {}
     raw_runs = raw.get("runs") or {}
     raw_chains = raw.get("chains") or {}
@@ -175,6 +177,10 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
         raise KDError(f"{source}: " + "; ".join(f"{k}: must be a mapping of keys, not {type(v).__name__}"
                                                  for k, v in shapes))
     problems = []
+    if isinstance(raw["profile"], str) and not RUN_NAME.match(raw["profile"]):
+        given = "" if "profile" in raw_given else " (from the file name: set a profile key)"
+        problems.append(f"profile: '{raw['profile']}'{given}: a profile names folders, so it must start with a letter "
+                        "and use only letters, digits and _ (64 at most)")
     for section in ("runs", "datasets", "chains", "dense"):
         for name in raw.get(section) or {}:
             if not RUN_NAME.match(str(name)):

@@ -9,12 +9,15 @@ from pydantic import Field, PrivateAttr
 from kdlib.config.dense import EdgeExperiment, SRExperiment
 from kdlib.config.provenance import Source
 from kdlib.config.schema import DatasetSpec, Export, Report, Run, Strict
+from kdlib.paths import Layout
 
 DEFAULT_PARAMS = "params.yaml"  # the params file stage commands leave unnamed
 
 
 class Params(Strict):
-    profile: str = "custom"  # the profile's name, shown in the report
+    # the profile's name: its folders data/<profile>/ and results/<profile>/ (default: the params file's name
+    # without .yaml), shown in the report
+    profile: str
     description: str = ""  # what it runs, shown in the report
     datasets: dict[str, DatasetSpec]  # name -> where its images come from
     runs: dict[str, Run]  # after validation: every run to train, one per seed, with chain teachers filled in
@@ -28,6 +31,11 @@ class Params(Strict):
     _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)
     _sources: dict[str, Source] = PrivateAttr(default_factory=dict)
     _file: str = PrivateAttr(default=DEFAULT_PARAMS)
+
+    @property
+    def layout(self) -> Layout:
+        """Where this profile's stages read and write."""
+        return Layout(self.profile)
 
     @property
     def written(self) -> dict[str, Run]:

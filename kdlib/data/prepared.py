@@ -1,4 +1,4 @@
-"""Prepared datasets on disk (data/<name>/{train,test}.pt + meta.json) and their loaders."""
+"""Prepared datasets on disk (data/<profile>/<name>/{train,test}.pt + meta.json) and their loaders."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """Build a classification set from each source as uint8 tensors (N, 3, S, S) plus int64 labels.
 
-`prepare` stores the result under data/<name>/; training never touches the raw sources.
+`prepare` stores the result under data/<profile>/<name>/; training never touches the raw sources.
 """
 from __future__ import annotations
 

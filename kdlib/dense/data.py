@@ -1,4 +1,4 @@
-"""A dense experiment's prepared data: data/dense/<name>/{train.pt, test.pt, meta.json}.
+"""A dense experiment's prepared data: data/<profile>/dense/<name>/{train.pt, test.pt, meta.json}.
 
 Super-resolution: HR training patches cut once (seeded) and the held-out HR images, each beside its degraded LR
 version, all 8-bit as image files would hold them. Edges: images and their boundary maps.

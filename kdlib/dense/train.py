@@ -28,7 +28,6 @@ from kdlib.checkpoint_io import read_checkpoint
 from kdlib.counting import count_flops, count_parameters
 from kdlib.seeding import epoch_seed
 from kdlib.errors import KDError
-from kdlib.paths import dense_data_dir, dense_run_dir
 
 log = logging.getLogger("kdlib")
 FORMAT = "kdlib-dense-1"
@@ -36,25 +35,25 @@ FIGURE_IMAGES = 4  # held-out edge maps kept for the figure
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # what smp's encoders expect
 
 
-def model_path(name: str, role: str):
-    return dense_run_dir(name, role) / "model.pt"
+def model_path(params: Params, name: str, role: str):
+    return params.layout.dense_run_dir(name, role) / "model.pt"
 
 
-def load_teacher(name: str, exp: SRExperiment | EdgeExperiment, device: torch.device) -> nn.Module:
-    """The experiment's trained teacher, checked to be built as params.yaml builds it today."""
-    path = model_path(name, "teacher")
+def load_net(params: Params, name: str, role: str, device: torch.device) -> nn.Module:
+    """A role's trained network (eval mode, frozen), checked to be built as the params file builds it today."""
+    exp, path = params.dense[name], model_path(params, name, role)
     blob = read_checkpoint(path)
-    if blob.get("format") != FORMAT or blob.get("experiment") != name or blob.get("role") != "teacher":
-        raise KDError(f"{path}: not the teacher checkpoint of dense experiment '{name}'")
-    if blob.get("recipe") != exp.recipe("teacher"):
-        raise KDError(f"{path}: was trained with other params than dense.{name} has now; rerun train_dense_{name}_teacher")
-    teacher = build_net(name, exp, "teacher")
+    if blob.get("format") != FORMAT or blob.get("experiment") != name or blob.get("role") != role:
+        raise KDError(f"{path}: not the {role} checkpoint of dense experiment '{name}'")
+    if blob.get("recipe") != exp.recipe(role):
+        raise KDError(f"{path}: was trained with other params than dense.{name} has now; rerun train_dense_{name}_{role}")
+    net = build_net(name, exp, role)
     try:
-        teacher.load_state_dict(blob["state_dict"])
+        net.load_state_dict(blob["state_dict"])
     except (KeyError, RuntimeError) as e:
-        raise KDError(f"{path}: weights do not fit the teacher network ({type(e).__name__}); "
-                      f"rerun train_dense_{name}_teacher") from None
-    return teacher.to(device).eval().requires_grad_(False)
+        raise KDError(f"{path}: weights do not fit the {role} network ({type(e).__name__}); "
+                      f"rerun train_dense_{name}_{role}") from None
+    return net.to(device).eval().requires_grad_(False)
 
 
 class SuperResolution:
@@ -175,29 +174,29 @@ class EdgeDetection:
 TASKS = {"super_resolution": SuperResolution, "edges": EdgeDetection}
 
 
-def fingerprint(name: str, exp: SRExperiment | EdgeExperiment, role: str) -> str:
+def fingerprint(params: Params, name: str, role: str) -> str:
     """Hash of what determines a role's result: its recipe and the bytes of the data (and of the teacher)."""
-    files = [dense_data_dir(name) / f for f in ("train.pt", "test.pt")]
+    files = [params.layout.dense_data_dir(name) / f for f in ("train.pt", "test.pt")]
     if role == "kd":
-        files.append(model_path(name, "teacher"))
-    blob = json.dumps({"recipe": exp.recipe(role), "role": role,
+        files.append(model_path(params, name, "teacher"))
+    blob = json.dumps({"recipe": params.dense[name].recipe(role), "role": role,
                        "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def train(params: Params, name: str, role: str, device: torch.device) -> dict:
     exp = params.dense[name]
-    train_set, test_set, meta = dense_data.load(dense_data_dir(name))
-    teacher = load_teacher(name, exp, device) if role == "kd" else None  # checked before any work
+    train_set, test_set, meta = dense_data.load(params.layout.dense_data_dir(name))
+    teacher = load_net(params, name, "teacher", device) if role == "kd" else None  # checked before any work
     torch.manual_seed(exp.training.seed)
     model = build_net(name, exp, role).to(device)
     task = TASKS[exp.task](exp, model, teacher, device)
     optimizer = torch.optim.Adam([p for m in task.modules() for p in m.parameters()], lr=exp.training.lr)
     patience = exp.training.plateau_patience
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=patience) if patience is not None else None
-    out = dense_run_dir(name, role)
+    out = params.layout.dense_run_dir(name, role)
     out.mkdir(parents=True, exist_ok=True)
-    last, fp, history = out / "last.pt", fingerprint(name, exp, role), []
+    last, fp, history = out / "last.pt", fingerprint(params, name, role), []
     state = read_checkpoint(last) if last.is_file() else None
     if state is not None and state.get("fingerprint") == fp:
         for module, weights in zip(task.modules(), state["modules"]):

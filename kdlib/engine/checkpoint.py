@@ -11,7 +11,6 @@ from kdlib.atomic import atomic_torch_save
 from kdlib.checkpoint_io import read_checkpoint
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
-from kdlib.paths import inference_checkpoint, run_dir
 
 FORMAT = "kdlib-model-1"
 
@@ -80,7 +79,7 @@ def load_run_model(path: Path, name: str, run: Run, num_classes: int, deployed: 
 def trained_model(params: Params, name: str, num_classes: int) -> nn.Module:
     """Run `name`'s model.pt as trained (an ACB run's unfused branches), checked by load_run_model."""
     run = params.runs[name]
-    return load_run_model(run_dir(name) / "model.pt", name, run, num_classes, False,
+    return load_run_model(params.layout.run_dir(name) / "model.pt", name, run, num_classes, False,
                           f"rerun `{params.command('stages/train.py', name)}`")
 
 
@@ -91,4 +90,4 @@ def inference_model(params: Params, name: str, num_classes: int) -> nn.Module:
     fused = run.block_type == "acb"
     rerun = "rerun " + " then ".join(f"`{params.command(script, name)}`"
                                      for script in ["stages/train.py", *(["stages/fuse.py"] if fused else [])])
-    return load_run_model(inference_checkpoint(name, run.block_type), name, run, num_classes, fused, rerun)
+    return load_run_model(params.layout.inference_checkpoint(name, run.block_type), name, run, num_classes, fused, rerun)

@@ -31,7 +31,6 @@ from kdlib.engine.precision import autocast, grad_scaler
 from kdlib.seeding import epoch_seed
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
-from kdlib.paths import dataset_dir, inference_checkpoint, run_dir
 
 log = logging.getLogger("kdlib")
 
@@ -49,26 +48,26 @@ def fingerprint(params: Params, name: str, stage: int | None = None) -> str:
     """
     run = params.runs[name]
     chain = [run.recipe(stage), *(params.runs[n].recipe() for n in ancestors(params, name))]
-    files = [dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
+    files = [params.layout.dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
     if run.teacher:
         files.append(teacher_checkpoint(params, name))
     previous = len(stage_epochs(run)) - 1 if stage is None else stage
     if previous:
-        files.append(stage_checkpoint(name, previous - 1))
+        files.append(stage_checkpoint(params, name, previous - 1))
     blob = json.dumps({"dataset": params.datasets[run.dataset].model_dump(mode="json"), "runs": chain,
                        "stage": stage, "files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def stage_checkpoint(name: str, stage: int):
-    return run_dir(name) / f"stage{stage}.pt"
+def stage_checkpoint(params: Params, name: str, stage: int):
+    return params.layout.run_dir(name) / f"stage{stage}.pt"
 
 
 def teacher_checkpoint(params: Params, name: str):
     """A student learns from its teacher's inference form: the fused model when the teacher is an ACB run."""
     teacher = params.runs[name].teacher
-    return inference_checkpoint(teacher, params.runs[teacher].block_type)
+    return params.layout.inference_checkpoint(teacher, params.runs[teacher].block_type)
 
 
 def rank_batch(params: Params, name: str, ranks: int) -> int:
@@ -92,7 +91,7 @@ def _resume(last, fp: str) -> dict | None:
 
 def _previous_stage(params: Params, name: str, stage: int) -> dict:
     """Stage `stage - 1`'s checkpoint, checked to be this run's, made with the params it depends on today."""
-    path = stage_checkpoint(name, stage - 1)
+    path = stage_checkpoint(params, name, stage - 1)
     rerun = f"rerun stage {stage - 1} (`{params.command('stages/train.py', name, '--stage', str(stage - 1))}`, or the DAG)"
     if not path.is_file():
         raise KDError(f"{path}: not found; stage {stage} of run {name} continues from it: {rerun} first")
@@ -116,9 +115,9 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
         raise KDError(f"runs.{name}: has training stages 0 to {len(plan) - 1} (got stage {stage})")
     final = stage == len(plan) - 1
     previous = _previous_stage(params, name, stage) if stage > 0 else None  # checked before any work
-    out = run_dir(name)
+    out = params.layout.run_dir(name)
     out.mkdir(parents=True, exist_ok=True)
-    files = load_prepared(dataset_dir(run.dataset))
+    files = load_prepared(params.layout.dataset_dir(run.dataset))
     if run.train_fraction < 1:
         files.train = class_fraction(files.train, run.train_fraction, run.seed)
     if run.evaluation.test_fraction < 1:  # one subset for every run, so that their histories compare
@@ -153,7 +152,7 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     last, fp, history = out / "last.pt", fingerprint(params, name, None if final else stage), []
     state, source = _resume(last, fp), last
     if state is None and previous is not None:
-        state, source = previous, stage_checkpoint(name, stage - 1)
+        state, source = previous, stage_checkpoint(params, name, stage - 1)
     if state is not None:
         try:
             distiller.load_state_dict(state["model"])
@@ -166,7 +165,7 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
         history = state["history"]
         log.info("%s: continuing after epoch %d from %s", name, len(history), source)
     step = TrainStep(name, distiller, distributed.data_parallel(distiller, device, distiller.projector is not None), optimizer, scheduler, scaler,
-                     run, device, files.num_classes, stage_checkpoint(name, stage - 1) if stage else None)
+                     run, device, files.num_classes, stage_checkpoint(params, name, stage - 1) if stage else None)
 
     model = distiller.student  # in training form: with blockwise projectors, if any
     evaluation = test_loader(files, run.batch_size, rank, ranks)
@@ -201,13 +200,13 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
             atomic_torch_save({"format": STAGE_FORMAT, "run": name, "stage": stage, "fingerprint": fp,
                                "model": distiller.state_dict(),
                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "scaler": scaler.state_dict(), "history": history}, stage_checkpoint(name, stage))
+                               "scaler": scaler.state_dict(), "history": history}, stage_checkpoint(params, name, stage))
             last.unlink(missing_ok=True)
         return {"run": name, "stage": stage, "epochs": len(history), "test_acc": history[-1]["test_acc"]}
     model = distiller.deployable()
     best = max((row for row in history if not math.isnan(row["test_acc"])), key=lambda row: row["test_acc"])
     end_row = history[-1]
-    # Numbers only (DVC metrics, compared across experiments); what the run is, is its recipe (results/recipes).
+    # Numbers only (DVC metrics, compared across experiments); what the run is, is its recipe (results/<profile>/recipes).
     metrics = {"train_images": len(files.train.labels), "test_images": len(files.test.labels),
                "tested_every": run.evaluation.every, "seed": run.seed, "epochs": run.epochs,
                "params": count_parameters(model),

@@ -1,8 +1,11 @@
-"""A model as an ONNX file with a dynamic batch, and an onnxruntime session that runs it on the CPU."""
+"""A model as a self-describing ONNX file: 8-bit images in (N x C x H x W, the normalisation inside the graph), a
+dynamic batch, and what a reader needs in its metadata (task, classes, input size); and an onnxruntime session that
+runs it on the CPU."""
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import sys
@@ -22,26 +25,53 @@ OPSET = 18
 INPUT, OUTPUT = "images", "logits"
 
 
-def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, ...]) -> None:
-    """Write `model` (eval mode, CPU) to `path`, one self-contained file that takes any batch size.
+class Deployable(nn.Module):
+    """`model` as a deployment takes it: uint8 images (N x C x H x W, 0-255) in, scaled to [0, 1] and standardised
+    by `mean` and `std` per channel inside the graph, and `finish` (a sigmoid, a clamp) applied to its output."""
+
+    def __init__(self, model: nn.Module, mean, std, finish=None):
+        super().__init__()
+        self.model, self.finish = model, finish
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.model((images.float() / 255 - self.mean) / self.std)
+        return self.finish(out) if self.finish is not None else out
+
+
+def example_images(shape: tuple[int, ...]) -> torch.Tensor:
+    """A batch of 2 uint8 images of `shape` (C, H, W): torch.export specializes a dimension of size 1."""
+    return torch.randint(0, 256, (2, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, metadata: dict | None = None,
+                output: str = OUTPUT, dynamic_size: bool = False) -> None:
+    """Write `model` (eval mode, CPU) to `path`, one self-contained file that takes any batch size (and with
+    `dynamic_size`, any image height and width), fed tensors like `example`; `metadata` (text values, or JSON of
+    other values) goes into the file's metadata_props, which onnxruntime reads as custom_metadata_map.
 
     Through torch.onnx's TorchScript tracer where it can (0.7 s for the demo's convnets, against 3.6 s through
     torch.export, 2.5 s of which is that exporter's start-up in every process), else through torch.export, which
     also takes what tracing cannot (a torch without the tracer, or an operator it has no translation for). The
     export stage's parity check proves the file against PyTorch either way."""
     model = model.cpu().eval()
-    example = torch.zeros(2, *image_shape)  # batch 2: torch.export specializes a dimension of size 1
+    axes = {0: "batch", **({2: "height", 3: "width"} if dynamic_size else {})}
     try:
         with warnings.catch_warnings(), _native_stdout_silenced():
             warnings.simplefilter("ignore")  # the tracer's deprecation and tracing notes
-            torch.onnx.export(_traceable(model, example), (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
-                              opset_version=OPSET, dynamo=False, dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+            torch.onnx.export(_traceable(model, example), (example,), str(path), input_names=[INPUT], output_names=[output],
+                              opset_version=OPSET, dynamo=False, dynamic_axes={INPUT: axes, output: axes})
     except Exception:
-        _export_through_torch_export(model, example, path)
+        _export_through_torch_export(model, example, path, output, axes)
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
         raise KDError(f"{path}: ONNX export failed ({_first_line(e)})") from None
+    if metadata:
+        exported = onnx.load(str(path))
+        onnx.helper.set_model_props(exported, {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+        onnx.save(exported, str(path))
 
 
 def _traceable(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -97,15 +127,16 @@ class _PoolingMatrices(nn.Module):
         return self.rows @ x @ self.cols
 
 
-def _export_through_torch_export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export_through_torch_export(model: nn.Module, example: torch.Tensor, path: Path, output: str,
+                                 axes: dict[int, str]) -> None:
     for chatty in ("onnxscript", "onnx_ir"):  # the exporter's optimizer logs every pass at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on its own internals
-            torch.onnx.export(model, (example,), path, input_names=[INPUT], output_names=[OUTPUT],
+            torch.onnx.export(model, (example,), path, input_names=[INPUT], output_names=[output],
                               opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+                              dynamic_shapes=({i: torch.export.Dim(name) for i, name in axes.items()},))
     except Exception as e:
         raise KDError(f"{path}: ONNX export failed ({_first_line(e)})") from None
 
@@ -141,4 +172,5 @@ def session(path: Path, threads: int) -> onnxruntime.InferenceSession:
 
 
 def predict(model: onnxruntime.InferenceSession, images: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(model.run([OUTPUT], {INPUT: np.ascontiguousarray(images.numpy())})[0])
+    """The exported model's (only) output for a batch of uint8 images."""
+    return torch.from_numpy(model.run(None, {INPUT: np.ascontiguousarray(images.numpy())})[0])

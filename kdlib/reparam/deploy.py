@@ -15,14 +15,13 @@ from kdlib.engine.latency import latency_ms
 from kdlib.counting import count_flops, count_parameters
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
-from kdlib.paths import dataset_dir, run_dir
 from kdlib.reparam.fusion import to_deploy
 
 LATENCY_SECONDS = 1.5  # timing budget for the three models together
 
 
 def fuse_run(name: str, params: Params, device: torch.device) -> dict:
-    """results/runs/<name>/model.pt (ACB) -> deploy.pt (plain convs) and fuse.json.
+    """results/<profile>/runs/<name>/model.pt (ACB) -> deploy.pt (plain convs) and fuse.json.
 
     The fused model must give the same class as the unfused one on every test image; otherwise
     nothing is written and the stage fails.
@@ -30,8 +29,8 @@ def fuse_run(name: str, params: Params, device: torch.device) -> dict:
     run = params.runs[name]
     if run.block_type != "acb":
         raise KDError(f"runs.{name}: block_type is '{run.block_type}'; only ACB runs are fused")
-    folder = run_dir(name)
-    files = load_prepared(dataset_dir(run.dataset))
+    folder = params.layout.run_dir(name)
+    files = load_prepared(params.layout.dataset_dir(run.dataset))
     model = trained_model(params, name, files.num_classes)
     model = model.to(device).eval()
     deployed = to_deploy(model)

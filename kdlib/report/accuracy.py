@@ -7,8 +7,8 @@ import matplotlib
 import pandas as pd
 
 from kdlib.config import Params
-from kdlib.paths import RESULTS
 from kdlib.report.results import Results
+from kdlib.report.studies import link
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -34,4 +34,4 @@ def accuracy_figure(params: Params, res: Results, path: Path) -> None:
 
 def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
     accuracy_figure(params, res, outputs["figure"])
-    return ["## Test accuracy per epoch", "", f"![test accuracy]({outputs['figure'].relative_to(RESULTS)})", ""]
+    return ["## Test accuracy per epoch", "", f"![test accuracy]({link(params, outputs['figure'])})", ""]

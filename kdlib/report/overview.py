@@ -8,7 +8,6 @@ from pathlib import Path
 from tabulate import tabulate
 
 from kdlib.config import Params, scratch_baseline
-from kdlib.paths import dataset_dir
 from kdlib.report.results import Results, cell, combine, write_table
 
 
@@ -51,7 +50,7 @@ def teacher_student_table(params: Params, res: Results) -> str:
 def _dataset_lines(params: Params) -> list[str]:
     lines = []
     for ds in sorted({r.dataset for r in params.runs.values()}):
-        meta = json.loads((dataset_dir(ds) / "meta.json").read_text())
+        meta = json.loads((params.layout.dataset_dir(ds) / "meta.json").read_text())
         lines.append(f"- **{ds}**: {meta['description']}; {len(meta['classes'])} classes, "
                      f"{meta['num_train']} train / {meta['num_test']} test images at {meta['image_size']}x{meta['image_size']} "
                      "(what each run used of them: the runs table).")

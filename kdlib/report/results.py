@@ -16,13 +16,11 @@ import pandas as pd
 
 from kdlib.atomic import atomic_write_text
 from kdlib.config import Params
-from kdlib.paths import run_dir
 
 Values = dict[int | None, float]
 
 
-def _read(name: str, acb: bool) -> dict:
-    folder = run_dir(name)
+def _read(folder: Path, acb: bool) -> dict:
     return {"metrics": json.loads((folder / "metrics.json").read_text()),
             "eval": json.loads((folder / "eval.json").read_text()),
             "samples": json.loads((folder / "samples.json").read_text()),
@@ -34,7 +32,7 @@ def _read(name: str, acb: bool) -> dict:
 class Results:
     def __init__(self, params: Params):
         self.params = params
-        self.by_run = {name: _read(name, run.block_type == "acb") for name, run in params.runs.items()}
+        self.by_run = {name: _read(params.layout.run_dir(name), run.block_type == "acb") for name, run in params.runs.items()}
 
     def members(self, name: str) -> dict[int, str]:
         """Seed -> the trained run, for a written run."""

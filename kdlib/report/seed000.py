@@ -12,8 +12,8 @@ import matplotlib
 from tabulate import tabulate
 
 from kdlib.config import Params, Run
-from kdlib.paths import RESULTS
 from kdlib.report.results import Results, Values, cell, combine, write_table
+from kdlib.report.studies import link
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -187,4 +187,4 @@ def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
             "### Validation accuracy per epoch", "",
             "While alpha = 1 (darkest shade), feature KD trains the convolutions on the teacher's feature map "
             "only and the classifier gets no loss, so its accuracy stays near chance until the labels come in "
-            "(the seed's appendix).", "", f"![seed 000 curves]({outputs['curves'].relative_to(RESULTS)})", ""]
+            "(the seed's appendix).", "", f"![seed 000 curves]({link(params, outputs['curves'])})", ""]

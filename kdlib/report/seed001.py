@@ -11,8 +11,8 @@ import matplotlib
 from tabulate import tabulate
 
 from kdlib.config import Params
-from kdlib.paths import RESULTS
 from kdlib.report.results import Results, Values, cell, combine, mean, write_table
+from kdlib.report.studies import link
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -143,4 +143,4 @@ def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
             "Training loss is the objective the student minimised (KD and label terms on augmented, mixed batches); "
             "validation loss is cross-entropy on the test split. Generalisation gap at the last epoch (validation "
             f"minus training): version 1 {gaps['v1']:+.2f}, version 2 {gaps['v2']:+.2f} (seed 001: 0.73 and 0.15).",
-            "", f"![seed 001 loss curves]({outputs['loss_curves'].relative_to(RESULTS)})", ""]
+            "", f"![seed 001 loss curves]({link(params, outputs['loss_curves'])})", ""]

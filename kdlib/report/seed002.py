@@ -14,8 +14,8 @@ from tabulate import tabulate
 
 from kdlib.config import Params, scratch_baseline
 from kdlib.data.prepared import load_prepared
-from kdlib.paths import RESULTS, dataset_dir
 from kdlib.report.results import Results, cell, combine, mean, write_table
+from kdlib.report.studies import link
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -113,7 +113,7 @@ def prediction_figure(params: Params, res: Results, path: Path, count: int = 5) 
     students = [role for role, _ in runs if role != "teacher"]
     disagree = lambda i: len({tops[r][i]["classes"][0] for r in students}) > 1  # noqa: E731
     picks = (sorted(shared, key=lambda i: not disagree(i)))[:count]
-    files = load_prepared(dataset_dir(params.written[student].dataset))
+    files = load_prepared(params.layout.dataset_dir(params.written[student].dataset))
     classes = files.meta["classes"]
     fig, axes = plt.subplots(len(picks), 1 + len(runs), figsize=(3 * (1 + len(runs)), 1.9 * len(picks)),
                              squeeze=False)
@@ -153,8 +153,8 @@ def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
             "as deployed (ACB runs fused).", "",
             "### Task 1: distilled vs scratch", "", task1, "",
             "### Task 3: generations", "", task3, "",
-            f"![accuracy vs parameters]({outputs['accuracy_params'].relative_to(RESULTS)})", "",
+            f"![accuracy vs parameters]({link(params, outputs['accuracy_params'])})", "",
             "### Predictions", "",
             "Test images with the top-3 classes of the teacher, the student trained from scratch and the distilled "
             "student; images where the students disagree come first.", "",
-            f"![predictions]({outputs['predictions'].relative_to(RESULTS)})", ""]
+            f"![predictions]({link(params, outputs['predictions'])})", ""]

@@ -17,8 +17,8 @@ from tabulate import tabulate
 from kdlib.config import DENSE_ROLES, Params, SRExperiment
 from kdlib.dense.degrade import upscale_bicubic
 from kdlib.dense.image_metrics import sr_scores
-from kdlib.paths import RESULTS, dense_data_dir, dense_run_dir
 from kdlib.report.results import Results, write_table
+from kdlib.report.studies import link
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -35,11 +35,12 @@ class Experiment:
 
     def __init__(self, params: Params, name: str):
         self.name, self.exp = name, params.dense[name]
-        self.meta = json.loads((dense_data_dir(name) / "meta.json").read_text())
-        self.test = torch.load(dense_data_dir(name) / "test.pt", weights_only=True)
+        data = params.layout.dense_data_dir(name)
+        self.meta = json.loads((data / "meta.json").read_text())
+        self.test = torch.load(data / "test.pt", weights_only=True)
         self.metrics, self.history, self.outputs, self.notes = {}, {}, {}, {}
         for role in DENSE_ROLES:
-            folder = dense_run_dir(name, role)
+            folder = params.layout.dense_run_dir(name, role)
             self.metrics[role] = json.loads((folder / "metrics.json").read_text())
             self.history[role] = pd.read_csv(folder / "history.csv")
             blob = torch.load(folder / "predictions.pt", weights_only=True)
@@ -183,5 +184,5 @@ def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
         write_table(table_file, text)
         (sr_figure if sr else edge_figure)(e, figure_file)
         title = "super-resolution" if sr else "edge detection"
-        section += [f"### `{name}`: {title}", "", text, "", f"![{name}]({figure_file.relative_to(RESULTS)})", ""]
+        section += [f"### `{name}`: {title}", "", text, "", f"![{name}]({link(params, figure_file)})", ""]
     return section

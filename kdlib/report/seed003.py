@@ -15,8 +15,8 @@ from tabulate import tabulate
 from kdlib.config import Params
 from kdlib.distill.methods import labels
 from kdlib.errors import KDError
-from kdlib.paths import RESULTS
 from kdlib.report.results import Results, cell, write_table
+from kdlib.report.studies import link
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -159,4 +159,4 @@ def write(params: Params, res: Results, outputs: dict[str, Path]) -> list[str]:
             "### Table 7: training time per epoch", "",
             "Measured in the pipeline's own training runs (same pair, batch and machine; evaluation excluded).", "",
             tables["table7"], "",
-            f"![seed 003 curves]({outputs['curves'].relative_to(RESULTS)})", ""]
+            f"![seed 003 curves]({link(params, outputs['curves'])})", ""]

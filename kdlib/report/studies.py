@@ -16,24 +16,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdlib.config import Params
-from kdlib.paths import RESULTS
 
-TABLES, FIGURES = RESULTS / "tables", RESULTS / "figures"
-REPORT = RESULTS / "report.md"  # the overview's: every applicable study's section, stitched by kdlib.report.tables
 ENTRY = "write"  # every study module's entry point: write(params, results, outputs) -> report lines
 
 
-def _table(name: str) -> Path:
-    return TABLES / f"{name}.md"
+def report_file(params: Params) -> Path:
+    """The overview's: every applicable study's section, stitched by kdlib.report.tables."""
+    return params.layout.results / "report.md"
 
 
-def _figure(name: str) -> Path:
-    return FIGURES / f"{name}.png"
+def link(params: Params, path: Path) -> str:
+    """`path` as report.md links to it."""
+    return str(path.relative_to(report_file(params).parent))
 
 
-def dense_report_files(name: str) -> tuple[Path, Path]:
+def _table(p: Params, name: str) -> Path:
+    return p.layout.results / "tables" / f"{name}.md"
+
+
+def _figure(p: Params, name: str) -> Path:
+    return p.layout.results / "figures" / f"{name}.png"
+
+
+def dense_report_files(params: Params, name: str) -> tuple[Path, Path]:
     """A dense experiment's table and figure."""
-    return _table(f"seed002_{name}"), _figure(f"seed002_{name}")
+    return _table(params, f"seed002_{name}"), _figure(params, f"seed002_{name}")
 
 
 def _always(params: Params) -> bool:
@@ -50,26 +57,26 @@ class Study:
 
 STUDIES: tuple[Study, ...] = (
     Study("overview", "kdlib.report.overview", _always,
-          lambda p: {"report": REPORT, "runs": _table("runs"),
-                     "teacher_student": _table("teacher_student")}),
-    Study("efficiency", "kdlib.report.efficiency", _always, lambda p: {"table": _table("efficiency")}),
-    Study("accuracy", "kdlib.report.accuracy", _always, lambda p: {"figure": _figure("test_accuracy")}),
+          lambda p: {"report": report_file(p), "runs": _table(p, "runs"),
+                     "teacher_student": _table(p, "teacher_student")}),
+    Study("efficiency", "kdlib.report.efficiency", _always, lambda p: {"table": _table(p, "efficiency")}),
+    Study("accuracy", "kdlib.report.accuracy", _always, lambda p: {"figure": _figure(p, "test_accuracy")}),
     Study("seed000", "kdlib.report.seed000", _always,
-          lambda p: {**{f"table{i}": _table(f"seed000_table{i}") for i in (1, 2, 3)},
-                     "curves": _figure("seed000_curves")}),
+          lambda p: {**{f"table{i}": _table(p, f"seed000_table{i}") for i in (1, 2, 3)},
+                     "curves": _figure(p, "seed000_curves")}),
     Study("seed001", "kdlib.report.seed001", lambda p: p.report.seed001 is not None,
-          lambda p: {**{f"table{i}": _table(f"seed001_table{i}") for i in (4, 6, 7, 8)},
-                     "loss_curves": _figure("seed001_loss_curves")}),
+          lambda p: {**{f"table{i}": _table(p, f"seed001_table{i}") for i in (4, 6, 7, 8)},
+                     "loss_curves": _figure(p, "seed001_loss_curves")}),
     Study("seed002", "kdlib.report.seed002", lambda p: p.report.seed002 is not None,
-          lambda p: {"task1": _table("seed002_task1"), "task3": _table("seed002_task3"),
-                     "accuracy_params": _figure("seed002_accuracy_params"),
-                     "predictions": _figure("seed002_predictions")}),
+          lambda p: {"task1": _table(p, "seed002_task1"), "task3": _table(p, "seed002_task3"),
+                     "accuracy_params": _figure(p, "seed002_accuracy_params"),
+                     "predictions": _figure(p, "seed002_predictions")}),
     Study("seed002_dense", "kdlib.report.seed002_dense", lambda p: bool(p.dense),
           lambda p: {f"{name}.{kind}": path for name in p.dense
-                     for kind, path in zip(("table", "figure"), dense_report_files(name))}),
+                     for kind, path in zip(("table", "figure"), dense_report_files(p, name))}),
     Study("seed003", "kdlib.report.seed003", lambda p: p.report.seed003 is not None,
-          lambda p: {**{f"table{i}": _table(f"seed003_table{i}") for i in (2, 4, 5, 7)},
-                     "curves": _figure("seed003_curves")}),
+          lambda p: {**{f"table{i}": _table(p, f"seed003_table{i}") for i in (2, 4, 5, 7)},
+                     "curves": _figure(p, "seed003_curves")}),
 )
 
 

@@ -7,7 +7,7 @@ from importlib import import_module
 from kdlib.atomic import atomic_write_text
 from kdlib.config import Params
 from kdlib.report.results import Results
-from kdlib.report.studies import ENTRY, REPORT, Study, applicable
+from kdlib.report.studies import ENTRY, Study, applicable, report_file
 
 
 def writer(study: Study):
@@ -19,4 +19,4 @@ def write_report(params: Params) -> None:
     report = []
     for study in applicable(params):
         report += writer(study)(params, res, study.outputs(params))
-    atomic_write_text(REPORT, "\n".join(report))
+    atomic_write_text(report_file(params), "\n".join(report))
