@@ -238,6 +238,12 @@ def _run_recipes(params: Params, name: str, stage: int | None = None) -> dict:
     return {"dataset": params.datasets[params.runs[name].dataset].model_dump(mode="json"), "runs": runs}
 
 
+def _export_recipe(params: Params, raw: dict) -> dict:
+    """An export stage's tables and values: the `export` settings (how latencies are timed)."""
+    tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
+    return {"tables": tables, "values": _values({"export": params.export.model_dump()}, tables)}
+
+
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
     params = params or load_params(params_file)
     raw = yaml.safe_load(Path(params_file).read_text())
@@ -287,16 +293,13 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                              deps_list(["stages/fuse.py"], test_data, [str(folder / "model.pt")],
                                        sorted(set(code_deps("stages/fuse.py") + model_code))),
                              outs=[str(folder / "deploy.pt")], records=[str(folder / "fuse.json")], all_cores=True))
-        export_tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
         out.append(Stage(f"export_{name}", "stages/export.py", name,
                          deps_list(["stages/export.py"], test_data, checkpoint,
                                    [str(folder / "model.pt")] if run.block_type == "acb" else [],
                                    sorted(set(code_deps("stages/export.py") + model_code))),
                          outs=[str(folder / "model.onnx")], metrics=[str(folder / "eval.json")],
                          records=[str(folder / f) for f in ("export.json", "samples.json")],
-                         tables=export_tables,
-                         values=_values({"export": params.export.model_dump()}, export_tables),
-                         all_cores=True))
+                         **_export_recipe(params, raw), all_cores=True))
     out += _dense_stages(params, raw)
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "export",
                         "dense") if k in raw]
@@ -354,16 +357,13 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
                              tables=tables,
                              values=_values(exp.recipe(role), tables), gpu=True, all_cores=True))
             if role in DENSE_STUDENTS:  # deployed: exported to ONNX, proven by the task's metric, timed
-                export_tables = _tables(_defaults_taken(params.export, [raw.get("export") or {}]))
                 out.append(Stage(f"export_dense_{name}_{role}", "stages/dense_export.py", f"{name} {role}",
                                  deps_list(["stages/dense_export.py"], data[1:], [str(folder / "model.pt"),
                                                                                   str(folder / "metrics.json")],
                                            sorted(set(code_deps("stages/dense_export.py")
                                                       + module_deps(*role_modules(exp, role))))),
                                  outs=[str(folder / "model.onnx")], records=[str(folder / "export.json")],
-                                 tables=export_tables,
-                                 values=_values({"export": params.export.model_dump()}, export_tables),
-                                 all_cores=True))
+                                 **_export_recipe(params, raw), all_cores=True))
     return out
 
 
