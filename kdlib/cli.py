@@ -30,7 +30,9 @@ def stage_main(description: str, body, takes_name: bool = True, takes_stage: boo
         parser.add_argument("--stage", type=int, help="one StableKD stage of the run (default: the last)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    # kdlib's progress lines; other libraries' only from warnings up (matplotlib notes every categorical axis)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    logging.getLogger("kdlib").setLevel(logging.INFO)
     job = [args.name if takes_name else None, *((args.role,) if roles else ()), *((args.stage,) if takes_stage else ())]
     try:
         params = load_params(args.params)

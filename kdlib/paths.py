@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path("data")
+DATA_RAW = DATA / "raw"  # downloaded datasets (the CIFAR archives), shared by every profile
 RESULTS = Path("results")
 
 

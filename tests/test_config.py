@@ -73,6 +73,8 @@ BAD = [
      "runs.student_kd.teacher: 'teacher' trains on 'other', but 'student_kd' on 'digits'"),
     (lambda r: r["datasets"].update(folder={"source": "imagefolder"}),
      "datasets.folder: source 'imagefolder' needs 'path'"),
+    (lambda r: r.update(profile="my profile"), "profile: 'my profile': a profile names folders, so it must start"),
+    (lambda r: r.update(profile="raw"), "profile: 'raw' is taken: data/raw/ holds downloaded datasets"),
     (lambda r: r["datasets"]["digits"].update(source="mnist"), "datasets.digits.source: Input should be"),
     (lambda r: r["runs"]["student"].update(pretrained=True),
      "runs.student: pretrained: model 'lenet5bn' has no published weights (pretrained models: efficientnetv2_l,"),
@@ -244,3 +246,14 @@ def test_the_params_reference_is_generated_and_up_to_date():
     assert "| `alpha_end` | number (≥ 0, ≤ 1), or null | `null` |" in text  # bounds inside a union
     assert "| `dkd` | DKD | beta, temperature | beta: 8.0, temperature: 4.0 |" in text
     assert "## `dense.<name>[edges].teacher`, `dense.<name>[edges].student`" in text
+
+
+def test_a_profile_without_a_name_takes_the_file_name(tmp_path):
+    text = "\n".join(line for line in TINY.read_text().splitlines() if not line.startswith("profile:"))
+    (tmp_path / "exp_a.yaml").write_text(text)
+    params = load_params(tmp_path / "exp_a.yaml")
+    assert params.profile == "exp_a" and str(params.layout.run_dir("student")) == "results/exp_a/runs/student"
+    (tmp_path / "my exp.yaml").write_text(text)
+    with pytest.raises(KDError, match=r"profile: 'my exp' \(from the file name: set a profile key\): a profile names "
+                                      r"folders"):
+        load_params(tmp_path / "my exp.yaml")

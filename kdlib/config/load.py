@@ -21,6 +21,7 @@ from kdlib.config.provenance import Source, _source, sets
 from kdlib.config.schema import Run
 from kdlib.config.suggest import _suggest
 from kdlib.errors import KDError
+from kdlib.paths import DATA_RAW
 
 
 RUN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # short enough for any file system's names
@@ -181,6 +182,8 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
         given = "" if "profile" in raw_given else " (from the file name: set a profile key)"
         problems.append(f"profile: '{raw['profile']}'{given}: a profile names folders, so it must start with a letter "
                         "and use only letters, digits and _ (64 at most)")
+    elif raw["profile"] == DATA_RAW.name:
+        problems.append(f"profile: '{DATA_RAW.name}' is taken: {DATA_RAW}/ holds downloaded datasets; choose another name")
     for section in ("runs", "datasets", "chains", "dense"):
         for name in raw.get(section) or {}:
             if not RUN_NAME.match(str(name)):

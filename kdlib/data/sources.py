@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from kdlib.config import DatasetSpec
 from kdlib.data.splits import Prepared, Split
 from kdlib.errors import KDError
+from kdlib.paths import DATA_RAW
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -151,7 +152,7 @@ ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.t
 
 def cifar(spec: DatasetSpec, seed: int = 0) -> Prepared:
     from torchvision import datasets
-    root = Path(spec.path or "data/raw")
+    root = Path(spec.path) if spec.path else DATA_RAW
     cls = datasets.CIFAR10 if spec.source == "cifar10" else datasets.CIFAR100
     archive = root / ARCHIVES[spec.source]
     try:

@@ -126,7 +126,9 @@ def prediction_figure(params: Params, res: Results, path: Path, count: int = 5) 
             s = tops[role][index]
             names = [classes[c] for c in s["classes"]][::-1]
             colors = ["tab:green" if c == label else "tab:gray" for c in s["classes"]][::-1]
-            ax.barh(names, [100 * p for p in s["probs"]][::-1], color=colors)
+            # At positions, labelled: class names that read as numbers ("0", "1") would make a categorical axis.
+            ax.barh(range(len(names)), [100 * p for p in s["probs"]][::-1], color=colors)
+            ax.set_yticks(range(len(names)), names)
             ax.set_xlim(0, 100)
             ax.tick_params(labelsize=7)
             ax.set_title(f"{role} ({name})", fontsize=8)
