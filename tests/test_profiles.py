@@ -47,15 +47,15 @@ def test_profiles_keep_to_their_own_folders_and_both_tools_stay_clean_for_each(f
     for name in ("by_snakemake", "by_dvc"):
         (ws / f"configs/{name}.yaml").write_text(yaml.safe_dump(folder_profile(name)))
     try:
-        # Snakemake, then the DVC bookkeeping, as `make PARAMS=configs/by_snakemake.yaml` does.
-        run([sys.executable, "-m", "kdlib.pipeline", "dvc", "--params", "configs/by_snakemake.yaml"], ws)
-        run([sys.executable, "-m", "kdlib.warm", SNAKEMAKE, "--cores", "2", "--config",
-             "params=configs/by_snakemake.yaml"], ws)
+        for name in ("by_snakemake", "by_dvc"):
+            run([sys.executable, "-m", "kdlib.pipeline", "dvc", "--params", f"configs/{name}.yaml"], ws)
+        # Side by side, one core each: Snakemake (its DVC bookkeeping after, as `make PARAMS=...` does it), and DVC
+        # alone through the profile's own pipeline file.
+        run_all([[sys.executable, "-m", "kdlib.warm", SNAKEMAKE, "--cores", "1", "--config",
+                  "params=configs/by_snakemake.yaml"],
+                 [sys.executable, "-m", "kdlib.warm", DVC, "repro", "--quiet", "pipelines/by_dvc/dvc.yaml"]], ws)
         run([DVC, "commit", "--force", "--quiet", "pipelines/by_snakemake/dvc.yaml"], ws)
         run([SNAKEMAKE, "--touch", "--cores", "1", "--quiet", "--config", "params=configs/by_snakemake.yaml"], ws)
-        # DVC alone: its own pipeline file, then nothing for Snakemake to do either.
-        run([sys.executable, "-m", "kdlib.pipeline", "dvc", "--params", "configs/by_dvc.yaml"], ws)
-        run([sys.executable, "-m", "kdlib.warm", DVC, "repro", "--quiet", "pipelines/by_dvc/dvc.yaml"], ws)
         for name in ("by_snakemake", "by_dvc"):
             assert (ws / f"results/{name}/report.md").is_file() and (ws / f"results/{name}/runs/net/model.onnx").is_file()
         # Snakemake for each profile, the tiny one (params.yaml) too, and `dvc status` over every pipeline file (one
