@@ -20,7 +20,6 @@ import ast
 import importlib
 import json
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,7 +30,7 @@ from pydantic import BaseModel
 
 from kdlib.atomic import atomic_write_text
 from kdlib.config import DENSE_ROLES, DENSE_STUDENTS, Params, ancestors, load_params
-from kdlib.config.params import DEFAULT_PARAMS, stage_command
+from kdlib.config.params import DEFAULT_PARAMS, is_default, stage_command
 from kdlib.distill.methods import METHODS
 from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
@@ -410,16 +409,12 @@ def dvc_file(params_file: str, params: Params) -> Path:
     """A profile's DVC pipeline: dvc.yaml for params.yaml, else pipelines/<profile>/dvc.yaml (its dvc.lock beside
     it), so that each profile has its own pipeline beside the default one, which `dvc repro` and `dvc status`
     without a target cover too."""
-    return Path("dvc.yaml") if _default(params_file) else Path("pipelines") / params.profile / "dvc.yaml"
-
-
-def _default(params_file: str) -> bool:
-    return Path(params_file).resolve() == Path(DEFAULT_PARAMS).resolve()
+    return Path("dvc.yaml") if is_default(params_file) else Path("pipelines") / params.profile / "dvc.yaml"
 
 
 def dvc_command(params_file: str) -> str:
     """The command that writes the params file's DVC pipeline."""
-    return shlex.join(["python", "-m", "kdlib.pipeline", "dvc", *([] if _default(params_file) else ["--params", params_file])])
+    return stage_command("-m", ["kdlib.pipeline", "dvc"], params_file)
 
 
 def _claimed_elsewhere(target: Path, params: Params) -> Path | None:

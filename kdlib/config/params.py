@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, PrivateAttr
@@ -58,7 +59,12 @@ class Params(Strict):
         return stage_command(script, args, self._file)
 
 
+def is_default(params_file: str) -> bool:
+    """Whether `params_file` names the project's params.yaml, however the path is spelled."""
+    return Path(params_file).resolve() == Path(DEFAULT_PARAMS).resolve()
+
+
 def stage_command(script: str, args, params_file: str) -> str:
     """`python <script> <args> [--params <file>]` with every argument quoted: Snakemake and DVC run stage commands
     through a shell, and the params path is the user's."""
-    return shlex.join(["python", script, *args, *(["--params", params_file] if params_file != DEFAULT_PARAMS else [])])
+    return shlex.join(["python", script, *args, *([] if is_default(params_file) else ["--params", params_file])])
