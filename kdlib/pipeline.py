@@ -47,6 +47,7 @@ DENSE_TABLE = "kdlib/dense/registry.py"
 STAGE_KINDS = ("prepare", "train", "fuse", "export", "dense_prepare", "dense_train", "dense_export",
                "tables")  # Stage.kind
 RECIPES = "recipes"  # DVC's stage that resolves params.yaml into every stage's recipe file
+ROOT_PIPELINE = Path("dvc.yaml")  # params.yaml's DVC pipeline (another profile's: profile_pipeline)
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def _export_recipe(params: Params, raw: dict) -> dict:
 def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> list[Stage]:
     params = params or load_params(params_file)
     raw = yaml.safe_load(Path(params_file).read_text())
-    at = params.layout
+    at, exporting = params.layout, _export_recipe(params, raw)  # every export stage's (the same)
     out: list[Stage] = []
     for ds in params.datasets:
         if not any(r.dataset == ds for r in params.runs.values()):
@@ -298,8 +299,8 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                                    sorted(set(code_deps("stages/export.py") + model_code))),
                          outs=[str(folder / "model.onnx")], metrics=[str(folder / "eval.json")],
                          records=[str(folder / f) for f in ("export.json", "samples.json")],
-                         **_export_recipe(params, raw), all_cores=True))
-    out += _dense_stages(params, raw)
+                         **exporting, all_cores=True))
+    out += _dense_stages(params, raw, exporting)
     keys = [k for k in ("profile", "description", "datasets", "defaults", "runs", "chains", "report", "export",
                         "dense") if k in raw]
     # The report names methods by their table labels; its values: those keys and labels.
@@ -324,7 +325,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     return out
 
 
-def _dense_stages(params: Params, raw: dict) -> list[Stage]:
+def _dense_stages(params: Params, raw: dict, exporting: dict) -> list[Stage]:
     """Per dense experiment: its data, then the teacher and the scratch student, then the distilled student."""
     if not params.dense:
         return []
@@ -362,7 +363,7 @@ def _dense_stages(params: Params, raw: dict) -> list[Stage]:
                                            sorted(set(code_deps("stages/dense_export.py")
                                                       + module_deps(*role_modules(exp, role))))),
                                  outs=[str(folder / "model.onnx")], records=[str(folder / "export.json")],
-                                 **_export_recipe(params, raw), all_cores=True))
+                                 **exporting, all_cores=True))
     return out
 
 
@@ -409,7 +410,11 @@ def dvc_file(params_file: str, params: Params) -> Path:
     """A profile's DVC pipeline: dvc.yaml for params.yaml, else pipelines/<profile>/dvc.yaml (its dvc.lock beside
     it), so that each profile has its own pipeline beside the default one, which `dvc repro` and `dvc status`
     without a target cover too."""
-    return Path("dvc.yaml") if is_default(params_file) else Path("pipelines") / params.profile / "dvc.yaml"
+    return ROOT_PIPELINE if is_default(params_file) else profile_pipeline(params)
+
+
+def profile_pipeline(params: Params) -> Path:
+    return Path("pipelines") / params.profile / "dvc.yaml"
 
 
 def dvc_command(params_file: str) -> str:
@@ -420,7 +425,7 @@ def dvc_command(params_file: str) -> str:
 def _claimed_elsewhere(target: Path, params: Params) -> Path | None:
     """The other pipeline file, if any, that already runs this profile (the root dvc.yaml, or the profile's
     pipelines/<profile>/dvc.yaml): DVC refuses two stages with one output."""
-    others = [p for p in (Path("dvc.yaml"), Path("pipelines") / params.profile / "dvc.yaml") if p != target]
+    others = [p for p in (ROOT_PIPELINE, profile_pipeline(params)) if p != target]
     for other in (p for p in others if p.is_file()):
         recipes = (yaml.safe_load(other.read_text()) or {}).get("stages", {}).get(RECIPES, {})
         if any(str(params.layout.recipes) in out for out in recipes.get("outs", [])):
