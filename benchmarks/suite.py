@@ -4,6 +4,8 @@ teachers' checkpoints, and times `snakemake -n` on the workspace.
 
 Ratios carry across machines, absolute times do not:
 - a KD training step over the bare minimum (student step + no-grad teacher forward; target <= 1.05),
+- a live-teacher KD epoch over one replaying cached teacher outputs, and a 4-point temperature sweep both ways
+  (targets 1.5 for ResNet-56 -> ResNet-20, 2 for ResNet-101 -> MobileNetV2; benchmarks/teacher_cache.py),
 - the loader's images/s over training's (above 1: loading is not the bottleneck),
 - ACB latency fused / plain (target <= 1.05) and unfused / fused (what fusing saves),
 - `snakemake -n` on the finished workspace over the pipeline's wall time.
@@ -22,6 +24,7 @@ from tabulate import tabulate
 
 import recipe
 import seed000
+import teacher_cache
 import workflow
 from kdlib.config import load_params
 
@@ -34,6 +37,8 @@ def summary(results: dict) -> dict:
     """The ratios, each as min / median / max over its rows."""
     pipeline, dry = results["workflow"]["pipeline"], results["workflow"]["dry_runs"]
     return {"kd_step_over_bare_minimum": spread([r["ratio"] for r in results["kd_step"]]),
+            "live_over_replayed_kd_epoch": spread([r["epoch speed-up"] for r in results["teacher_cache"]]),
+            "live_over_replayed_temperature_sweep": spread([r["sweep speed-up"] for r in results["teacher_cache"]]),
             "load_over_train_throughput": spread([r["load_over_train"] for r in results["loading"]]),
             "fused_over_plain_latency": spread([r["fused_over_plain"] for r in results["latency"]]),
             "unfused_over_fused_latency": spread([r["unfused_over_fused"] for r in results["latency"]]),
@@ -53,6 +58,12 @@ def markdown(results: dict) -> str:
              tabulate(ratios, headers=["ratio", "min", "median", "max"], tablefmt="github", disable_numparse=True), "",
              f"## KD training step against the bare minimum (ms per batch of {results['batch']})", "",
              table(results["kd_step"]), "",
+             f"## Cached teacher outputs against the live teacher (seconds; CIFAR shape, "
+             f"{teacher_cache.CLASSES} classes, logit KD at T = "
+             f"{', '.join(f'{t:g}' for t in teacher_cache.TEMPERATURES)})", "",
+             "An epoch of the same batches per temperature, trained with the live teacher and replaying its cached "
+             "logits; the replayed sweep also pays the one teacher pass that writes them.", "",
+             table(results["teacher_cache"], ".2f"), "",
              "## Data loading against training (images/s on the prepared data, each run's own augmentation and mixing)", "",
              table(results["loading"], ("", ".0f", ".0f", ".2f")), "",
              f"## ACB inference: unfused, fused, plain (ms per batch of {results['batch']})", "",
@@ -89,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per latency or KD-step row")
     parser.add_argument("--batches", type=int, default=15, help="batches timed per throughput figure")
     parser.add_argument("--repeats", type=int, default=3, help="calls of snakemake -n and dvc status")
+    parser.add_argument("--cache-batches", type=int, default=3, help="batches per epoch of the teacher-cache rows")
     parser.add_argument("--out", type=Path, help="default: the profile's results folder, results/<profile>/")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -98,6 +110,7 @@ def main() -> None:
                "host": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__},
                "batch": args.batch}
     for key, measure in (("kd_step", lambda: seed000.kd_step_rows(params, classes, args.batch, args.seconds)),
+                         ("teacher_cache", lambda: teacher_cache.sweep_rows(args.batch, args.cache_batches)),
                          ("loading", lambda: recipe.own_recipe_rows(params, args.batches)),
                          ("latency", lambda: seed000.latency_rows(params, classes, args.batch, args.seconds)),
                          ("workflow", lambda: {"dry_runs": workflow.dry_runs(args.params, args.repeats),

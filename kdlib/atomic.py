@@ -29,6 +29,11 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def atomic_write_stream(path: Path, write) -> None:
+    """`write(f)` fills the file as it goes (a file too large to build in memory first)."""
+    _atomic(path, write)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode()))
 

@@ -40,6 +40,10 @@ class Layout:
         """The checkpoint evaluation and students use: an ACB run's fused deploy.pt, else its model.pt."""
         return self.run_dir(name) / ("deploy.pt" if block_type == "acb" else "model.pt")
 
+    def teacher_outputs_dir(self, stream: str) -> Path:
+        """A teacher's logits over one training stream (kdlib.distill.teacher_outputs)."""
+        return self.data / "teacher_outputs" / stream
+
     def dense_data_dir(self, name: str) -> Path:
         """A dense experiment's prepared data (seed 002, Task 2)."""
         return self.data / "dense" / name

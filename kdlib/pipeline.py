@@ -29,9 +29,10 @@ import yaml
 from pydantic import BaseModel
 
 from kdlib.atomic import atomic_write_text
-from kdlib.config import DENSE_ROLES, DENSE_STUDENTS, Params, ancestors, load_params
+from kdlib.config import DENSE_ROLES, DENSE_STUDENTS, Params, Run, ancestors, load_params
 from kdlib.config.params import DEFAULT_PARAMS, is_default, stage_command
 from kdlib.distill.methods import METHODS
+from kdlib.distill.teacher_outputs import STREAM_KEYS, cache_files, stream_name, stream_recipe, streams
 from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
 from kdlib.models.registry import model_module
@@ -44,8 +45,8 @@ NOT_RESULT_CODE = ("kdlib/config/", "kdlib/errors.py", "kdlib/cli.py", "kdlib/wa
                    "kdlib/distill/methods.py", "kdlib/dense/registry.py", "kdlib/dense/checks.py")
 MODELS_TABLE, METHODS_TABLE = "kdlib/models/registry.py", "kdlib/distill/methods.py"
 DENSE_TABLE = "kdlib/dense/registry.py"
-STAGE_KINDS = ("prepare", "train", "fuse", "export", "dense_prepare", "dense_train", "dense_export",
-               "tables")  # Stage.kind
+STAGE_KINDS = ("prepare", "teacher_outputs", "train", "fuse", "export", "dense_prepare", "dense_train",
+               "dense_export", "tables")  # Stage.kind
 RECIPES = "recipes"  # DVC's stage that resolves params.yaml into every stage's recipe file
 ROOT_PIPELINE = Path("dvc.yaml")  # params.yaml's DVC pipeline (another profile's: profile_pipeline)
 
@@ -258,6 +259,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                          deps_list(["stages/prepare.py"], source, code_deps("stages/prepare.py")),
                          outs=[str(at.dataset_dir(ds) / f) for f in ("train.pt", "test.pt", "meta.json")],
                          tables=tables, values=_values(params.datasets[ds].model_dump(mode="json"), tables)))
+    out += _teacher_output_stages(params, raw)
     for name, run in params.runs.items():
         data = at.dataset_dir(run.dataset)
         folder = at.run_dir(name)
@@ -268,7 +270,10 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         model_code = module_deps(model_module(run.model))
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
         teacher, teacher_code, method_code = [], [], []
-        if run.teacher:
+        if run.caches_teacher():  # the teacher's logits over its stream, not the teacher
+            teacher = [str(f) for f in cache_files(params, stream_name(params, name))]
+            method_code = module_deps(METHODS[run.distill.method]["module"])
+        elif run.teacher:
             teacher = [str(at.inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))]
             teacher_code = module_deps(model_module(params.runs[run.teacher].model))
             method_code = module_deps(METHODS[run.distill.method]["module"])
@@ -322,6 +327,28 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
                                           + module_deps(*(study.module for study in applicable(params)))))),
                      reports=report_outputs(params), tables=tables,
                      values=_values({k: raw[k] for k in keys}, tables)))
+    return out
+
+
+def _teacher_output_stages(params: Params, raw: dict) -> list[Stage]:
+    """Per training stream that runs replay their teacher's logits from: the stage that computes them. Its recipe is
+    the stream's (not its readers' KD settings: a temperature sweep shares one)."""
+    out, at = [], params.layout
+    storage = _defaults_taken(params.teacher_outputs, [raw.get("teacher_outputs") or {}])
+    not_stream = set(Run.model_fields) - set(STREAM_KEYS)
+    for stream, readers in streams(params).items():
+        run = params.runs[readers[0]]
+        given = lambda r: [raw.get("defaults") or {}, raw["runs"][params.sources[r].entry] or {}]  # noqa: E731
+        taken = [_defaults_taken(params.runs[r], given(r), skip=not_stream) for r in readers]
+        tables = _tables(_run_tables(params, raw, run.teacher), storage, *taken)
+        out.append(Stage(f"teacher_outputs_{stream}", "stages/teacher_outputs.py", stream,
+                         deps_list(["stages/teacher_outputs.py"],
+                                   [str(at.dataset_dir(run.dataset) / f) for f in ("train.pt", "test.pt", "meta.json")],
+                                   [str(at.inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))],
+                                   sorted(set(code_deps("stages/teacher_outputs.py")
+                                              + module_deps(model_module(params.runs[run.teacher].model))))),
+                         outs=[str(f) for f in cache_files(params, stream)], tables=tables,
+                         values=_values(stream_recipe(params, readers[0]), tables), gpu=True, all_cores=True))
     return out
 
 
@@ -433,10 +460,11 @@ def _claimed_elsewhere(target: Path, params: Params) -> Path | None:
     return None
 
 
-def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> tuple[Path, dict]:
-    """Where the profile's DVC pipeline goes, and what it holds."""
-    params = load_params(params_file)
-    listed, target = stages(params_file, params), dvc_file(params_file, params)
+def dvc_yaml(params_file: str = DEFAULT_PARAMS, params: Params | None = None,
+             listed: list[Stage] | None = None) -> tuple[Path, dict]:
+    """Where the profile's DVC pipeline goes, and what it holds (from its params and stages, if given)."""
+    params = params or load_params(params_file)
+    listed, target = listed or stages(params_file, params), dvc_file(params_file, params)
     other = _claimed_elsewhere(target, params)
     if other is not None:
         raise KDError(f"{params_file}: profile '{params.profile}' is run by {other} already, and two pipelines "
@@ -466,6 +494,29 @@ def dvc_yaml(params_file: str = DEFAULT_PARAMS) -> tuple[Path, dict]:
                "deps": recipe_code(), "params": [{params_file: []}],
                "outs": [{str(params.layout.recipes): {"persist": True}}]}
     return target, {"stages": {RECIPES: recipes, **{s.name: entry(s) for s in listed}}}
+
+
+def _stale_pipeline(params_file: str, params: Params, listed: list[Stage]) -> str | None:
+    """Why the profile's DVC pipeline file no longer runs what the params file describes (stages added, removed or
+    rewired: a run, a seed or a shared teacher-output cache), or None. DVC runs the stages its file lists: without
+    this, `dvc repro` after such an edit would silently skip the new stages."""
+    target, pipeline = dvc_yaml(params_file, params, listed)
+    if not target.is_file():
+        return None
+    # In any order: moving a run within the params file reorders lists of paths, and DVC reads them as sets.
+    unordered = lambda entries: {name: {key: sorted(map(json.dumps, v)) if isinstance(v, list) else v  # noqa: E731
+                                        for key, v in entry.items()} for name, entry in entries.items()}
+    written = unordered((yaml.safe_load(target.read_text()) or {}).get("stages") or {})
+    wanted = unordered(pipeline["stages"])
+    if written == wanted:
+        return None
+    added, removed = sorted(set(wanted) - set(written)), sorted(set(written) - set(wanted))
+    changed = sorted(n for n in set(written) & set(wanted) if written[n] != wanted[n])
+    what = "; ".join(f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+                     for label, names in (("new stages", added), ("stages gone", removed),
+                                          ("stages rewired", changed)) if names)
+    return (f"{target} no longer matches {params_file} ({what}); run `{dvc_command(params_file)}`, then "
+            "`dvc repro` again")
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -505,7 +556,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == RECIPES:
             params = load_params(args.params)
-            written, total = write_recipes(stages(args.params, params), params.layout)
+            listed = stages(args.params, params)
+            stale = _stale_pipeline(args.params, params, listed)
+            if stale:
+                print(f"error: {stale}", file=sys.stderr)
+                return 2
+            written, total = write_recipes(listed, params.layout)
             print(f"{written} of {total} recipes changed ({params.layout.recipes}/)")
             return 0
         target, text = render_dvc_yaml(args.params)

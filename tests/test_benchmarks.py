@@ -13,7 +13,7 @@ import workflow  # noqa: E402  (benchmarks/ is a folder of scripts)
 
 def test_the_suite_measures_a_finished_workspace(finished, tmp_path):
     run([sys.executable, str(REPO / "benchmarks/suite.py"), "--seconds", "0.05", "--batch", "8", "--batches", "2", "--repeats", "1",
-         "--out", str(tmp_path)], finished)
+         "--cache-batches", "1", "--out", str(tmp_path)], finished)
     results = json.loads((tmp_path / "benchmarks.json").read_text())
     assert [r["run"] for r in results["kd_step"]] == ["student_kd", "student_kd_feature", "student_kd_v2_s0",
                                                       "student_kd_v2_s1", "gen3", "s3_kd", "s3_kd_half"]
@@ -23,6 +23,11 @@ def test_the_suite_measures_a_finished_workspace(finished, tmp_path):
         assert row["ratio"] == row["kdlib_ms"] / row["bare_minimum_ms"] > 0
     for row in results["loading"]:
         assert row["load_over_train"] == row["load_img_s"] / row["train_img_s"] > 0
+    cache = results["teacher_cache"]
+    assert [r["teacher -> student"] for r in cache] == ["resnet56 -> resnet20", "resnet101 -> mobilenetv2"]
+    for row in cache:
+        assert row["epoch speed-up"] == row["live epoch s"] / row["replayed epoch s"] > 0
+        assert row["sweep speed-up"] == row["sweep of 4 live s"] / row["sweep of 4 replayed s"] > 0
     dry = results["workflow"]["dry_runs"]
     assert dry["snakemake_n_up_to_date"] and dry["dvc_status_up_to_date"] and dry["snakemake_n_s"] > 0
     assert results["workflow"]["pipeline"] is None  # `make` never ran there

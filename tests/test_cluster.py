@@ -140,5 +140,5 @@ def test_unknown_stage_kind(cluster, tmp_path):
     (profile / "resources.yaml").write_text(yaml.safe_dump({"stage_resources": {**KINDS, "trian": {"runtime": 5}}}))
     out = cluster.run(["--profile", str(profile), "-n"])
     assert out.returncode != 0
-    assert "error: stage_resources.trian: not a stage kind (known: prepare, train, fuse," in out.stderr
+    assert "error: stage_resources.trian: not a stage kind (known: prepare, teacher_outputs, train, fuse," in out.stderr
     assert out.stderr.count("not a stage kind") == 1 and "Traceback" not in out.stderr

@@ -14,6 +14,8 @@ from tests.conftest import DVC, SNAKEMAKE, assert_up_to_date, by_params, run, ru
 SEED003 = ("s3_kd", "s3_at", "s3_dkd", "s3_st", "s3_nst", "s3_reviewkd", "s3_kd_mse", "s3_stablekd_0", "s3_stablekd",
            "s3_kd_half", "s3_stablekd_half")
 TRANSFORMERS = ("vit_teacher", "vit_stablekd")
+# The teacher-output caches, each named after the first of the runs that replay it
+CACHES = {f"teacher_outputs_{n}" for n in ("s3_dkd", "student_kd_v2_s0", "student_kd_v2_s1", "gen3", "s3_kd_half")}
 
 
 def table_rows(path):
@@ -140,8 +142,9 @@ def test_default_edit_spares_runs_that_override_it(finished):
                                              "s3_st", "s3_nst", "s3_reviewkd", "s3_kd_mse", "s3_stablekd_0",
                                              "s3_kd_half")
                 for stage in ("train", "export")}
-    expected |= {"train_student_acb", "fuse_student_acb", "export_student_acb", "tables"}
-    # The teachers set their own epochs, the three StableKD runs theirs stage by stage.
+    expected |= {"train_student_acb", "fuse_student_acb", "export_student_acb", "tables"} | CACHES
+    # The teachers set their own epochs, the three StableKD runs theirs stage by stage; the caches follow their
+    # students' epochs.
     assert snake == expected and dvc == by_params(expected)
 
 
@@ -236,7 +239,7 @@ def test_lr_edit_names_exactly_the_run_and_its_descendants(finished):
         finished, lambda raw: raw["runs"]["teacher"].update(optimizer={"lr": 0.02}), single=True)
     # Its students, every seed and StableKD stage of them, and gen3, which learns from one of them.
     expected = {"train_teacher", "fuse_teacher", "export_teacher", "tables",
-                "train_s3_stablekd_stage0", "train_s3_stablekd_half_stage0"}
+                "train_s3_stablekd_stage0", "train_s3_stablekd_half_stage0"} | CACHES
     expected |= {f"{stage}_{run}" for run in ("student_kd", "student_kd_feature", "student_kd_v2_s0", "student_kd_v2_s1",
                                               "gen3", *SEED003) for stage in ("train", "export")}
     assert snake == expected and dvc == by_params(expected)
@@ -303,9 +306,10 @@ def test_a_dvc_experiment_reruns_the_edited_run_only_and_shows_its_numbers(finis
         gitignore.write_text(gitignore.read_text() + "__pycache__/\n")
     run(["git", "add", "-A"], finished)
     run(["git", "commit", "-q", "--allow-empty", "-m", "tiny pipeline"], finished)
-    # `+`: a key the run's entry does not have yet (it takes the default's epochs).
-    out = run([DVC, "exp", "run", "--temp", "-S", "+runs.student.epochs=2", "train_student"], finished).stdout
-    assert set(re.findall(r"Running stage '(\w+)'", out)) == {"recipes", "train_student"}, out
+    # `+`: a key the run's entry does not have yet (it takes the default's epochs). (Not `student`, which is
+    # student_kd's scratch baseline: with other epochs it no longer is, and a new baseline changes the stages.)
+    out = run([DVC, "exp", "run", "--temp", "-S", "+runs.student_acb.epochs=2", "train_student_acb"], finished).stdout
+    assert set(re.findall(r"Running stage '(\w+)'", out)) == {"recipes", "train_student_acb"}, out
     rows = list(csv.DictReader(io.StringIO(run([DVC, "exp", "show", "--csv"], finished).stdout)))
     metrics = [c for c in rows[0] if ".json:" in c and not c.startswith("results/tiny/recipes/")]
     # Numbers only: every metric of the baseline reads as one (per-class accuracies, losses, counts).
@@ -313,11 +317,12 @@ def test_a_dvc_experiment_reruns_the_edited_run_only_and_shows_its_numbers(finis
     assert not [c for c in metrics if c.rsplit(":", 1)[1] in ("run", "model", "block_type", "teacher", "checkpoint")]
     changed = list(csv.DictReader(io.StringIO(run([DVC, "exp", "show", "--csv", "--only-changed"], finished).stdout)))
     columns = {c for c in changed[0] if ":" in c or c.startswith("runs.")}
-    assert "runs.student.epochs" in columns and "results/tiny/runs/student/metrics.json:epochs" in columns
-    assert {c.split(":")[0] for c in columns if ".json:" in c} == {"results/tiny/runs/student/metrics.json"}
+    acb_metrics = "results/tiny/runs/student_acb/metrics.json"
+    assert "runs.student_acb.epochs" in columns and f"{acb_metrics}:epochs" in columns
+    assert {c.split(":")[0] for c in columns if ".json:" in c} == {acb_metrics}
     experiment = changed[-1]
-    assert experiment["runs.student.epochs"] == "2" and experiment["results/tiny/runs/student/metrics.json:epochs"] == "2"
-    assert experiment["results/tiny/runs/student/metrics.json:final.epoch"] == "2"
+    assert experiment["runs.student_acb.epochs"] == "2" and experiment[f"{acb_metrics}:epochs"] == "2"
+    assert experiment[f"{acb_metrics}:final.epoch"] == "2"
     # The headline accuracy of every run in one row each: the columns a pattern keeps.
     kept = run([DVC, "exp", "show", "--csv", "--drop", ".*", "--keep", "Experiment|.*/eval.json:test_acc"], finished)
     header = next(csv.reader(io.StringIO(kept.stdout)))

@@ -14,6 +14,7 @@ from kdlib.data.sources import build
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.method import AlphaWeighted, Method, method_class
 from kdlib.distill.methods import METHODS
+from kdlib.distill.teacher_outputs import streams, write
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
 
@@ -26,8 +27,10 @@ class Method(AlphaWeighted):
         return (logits - target).abs().mean()
 '''
 TOY_ROW = {"module": "toy_logits_l1", "label": "KD (logit L1)", "keys": ["alpha", "schedule", "alpha_end"],
-           "defaults": {}, "uses_alpha": True, "pairs_stages": False, "needs_class_indices": False}
-FIELDS = {"module", "label", "keys", "defaults", "uses_alpha", "pairs_stages", "needs_class_indices"}
+           "defaults": {}, "uses_alpha": True, "pairs_stages": False, "needs_class_indices": False,
+           "teacher_logits_only": True}
+FIELDS = {"module", "label", "keys", "defaults", "uses_alpha", "pairs_stages", "needs_class_indices",
+          "teacher_logits_only"}
 
 
 @pytest.fixture
@@ -99,6 +102,8 @@ def test_toy_method_trains_end_to_end(toy, tmp_path, monkeypatch):
     save_prepared(build(params.datasets["digits"]), params.layout.dataset_dir("digits"))
     cpu = torch.device("cpu")
     train("teacher", params, cpu)
+    (stream,) = streams(params)  # the row says the loss reads only the teacher's logits: they are replayed
+    write(params, stream, cpu)
     metrics = train("student", params, cpu)
     assert metrics is not None
     history = (tmp_path / "results" / "toy" / "runs" / "student" / "history.csv").read_text()

@@ -11,6 +11,7 @@ import yaml
 from kdlib.config import load_params
 from kdlib.paths import Layout
 from kdlib.pipeline import RECIPES, code_deps, render_dvc_yaml, stages, write_recipes
+from kdlib.pipeline import main as pipeline_main
 from tests.conftest import BIN, REPO, TINY, make_workspace, run, run_all
 
 
@@ -35,8 +36,11 @@ def test_a_stage_depends_on_its_own_model_and_method():
     dkd, at = by_name["train_s3_dkd"], by_name["train_s3_at"]
     assert "kdlib/distill/dkd.py" in dkd.deps and "kdlib/distill/dkd.py" not in at.deps
     assert "kdlib/models/cifar_quick.py" in dkd.deps and "kdlib/models/lenet.py" not in dkd.deps
-    assert "kdlib/models/lenet.py" in by_name["train_student_kd"].deps  # its own model, and its teacher's
-    assert "kdlib/models/cifar_quick.py" in by_name["train_student_kd"].deps
+    feature, logits = by_name["train_student_kd_feature"], by_name["train_student_kd"]
+    assert {"kdlib/models/lenet.py", "kdlib/models/cifar_quick.py"} <= set(feature.deps)  # its own model, its teacher's
+    # A student replaying its teacher's logits runs its own model only; the teacher's is its cache stage's.
+    assert "kdlib/models/lenet.py" in logits.deps and "kdlib/models/cifar_quick.py" not in logits.deps
+    assert "kdlib/models/cifar_quick.py" in by_name["teacher_outputs_s3_dkd"].deps
     assert dkd.tables["kdlib/models/registry.py"] == ["MODELS.cifar_quick"]
     assert {d for d in by_name["prepare_digits"].deps if d.startswith(("kdlib/models", "kdlib/engine/trainer"))} == set()
 
@@ -57,8 +61,9 @@ def test_a_stage_recipe_holds_its_run_and_its_teachers():
     recipe = json.loads(by_name["train_student_kd"].values)
     assert recipe["dataset"]["source"] == "digits" and "MODELS.lenet5bn" in recipe["tables"]["kdlib/models/registry.py"]
     assert by_name["train_student_kd"].gpu and not by_name["export_student_kd"].gpu
-    # The teacher is an ACB run: students learn from its fused checkpoint, written by its fuse stage.
-    assert "results/tiny/runs/teacher/deploy.pt" in by_name["train_student_kd"].deps
+    # The teacher is an ACB run: students learn from its fused checkpoint, written by its fuse stage (logit students
+    # through the teacher-output cache, tests/test_teacher_outputs.py).
+    assert "results/tiny/runs/teacher/deploy.pt" in by_name["train_student_kd_feature"].deps
     assert by_name["fuse_teacher"].outs == ["results/tiny/runs/teacher/deploy.pt"]
     assert "results/tiny/runs/student_acb/deploy.pt" in by_name["export_student_acb"].deps
     assert "fuse_student" not in by_name and by_name["fuse_teacher"].all_cores
@@ -114,10 +119,11 @@ def test_teacher_feeds_students_through_its_fuse_stage(tmp_path):
     _, snake_edges = snakemake_graph(ws)
     _, dvc_edges = dvc_graph(ws)
     for edges in (snake_edges, dvc_edges):
-        assert {("train_teacher", "fuse_teacher"), ("fuse_teacher", "train_student_kd"),
-                ("fuse_teacher", "train_student_kd_feature"), ("fuse_teacher", "export_teacher"),
-                ("train_student_acb", "fuse_student_acb"), ("fuse_student_acb", "export_student_acb")} <= edges
-        assert ("train_teacher", "train_student_kd") not in edges
+        assert {("train_teacher", "fuse_teacher"), ("fuse_teacher", "teacher_outputs_s3_dkd"),
+                ("teacher_outputs_s3_dkd", "train_student_kd"), ("fuse_teacher", "train_student_kd_feature"),
+                ("fuse_teacher", "export_teacher"), ("train_student_acb", "fuse_student_acb"),
+                ("fuse_student_acb", "export_student_acb")} <= edges
+        assert not {("train_teacher", "train_student_kd"), ("fuse_teacher", "train_student_kd")} & edges
 
 
 def test_three_generation_chain_and_seeds_in_the_dag(tmp_path):
@@ -125,8 +131,12 @@ def test_three_generation_chain_and_seeds_in_the_dag(tmp_path):
     snake_nodes, snake_edges = snakemake_graph(ws)
     _, dvc_edges = dvc_graph(ws)
     for edges in (snake_edges, {e for e in dvc_edges if e[0] != RECIPES}):
-        assert {("fuse_teacher", "train_student_kd"), ("train_student_kd", "train_gen3"),
-                ("fuse_teacher", "train_student_kd_v2_s0"), ("fuse_teacher", "train_student_kd_v2_s1")} <= edges
+        # Each seed's stream is its own: a teacher-output cache per seed.
+        assert {("fuse_teacher", "teacher_outputs_s3_dkd"), ("train_student_kd", "teacher_outputs_gen3"),
+                ("teacher_outputs_gen3", "train_gen3"), ("fuse_teacher", "teacher_outputs_student_kd_v2_s0"),
+                ("teacher_outputs_student_kd_v2_s0", "train_student_kd_v2_s0"),
+                ("fuse_teacher", "teacher_outputs_student_kd_v2_s1"),
+                ("teacher_outputs_student_kd_v2_s1", "train_student_kd_v2_s1")} <= edges
         # Scratch baselines need only the data, and the seeds of one run are independent nodes.
         assert {e for e in edges if e[1] in ("train_gen3_scratch", "train_student")} == {
             ("prepare_digits", "train_gen3_scratch"), ("prepare_digits", "train_student")}
@@ -173,3 +183,20 @@ def test_the_stage_list_stops_quietly_when_its_reader_does():
                                          "exit ${PIPESTATUS[0]}"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.split()[0] == stages(str(TINY))[0].name
+
+
+def test_dvcs_recipes_stage_stops_when_an_edit_adds_stages_its_pipeline_lacks(tmp_path, monkeypatch, tiny_raw, capsys):
+    """DVC runs the stages its file lists: a new seed (or run, or shared cache) needs the file written again."""
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump(tiny_raw, sort_keys=False))
+    assert pipeline_main(["dvc"]) == 0 and pipeline_main(["recipes"]) == 0
+    tiny_raw["runs"]["student_kd_v2"]["seeds"] = [0, 1, 2]
+    Path("params.yaml").write_text(yaml.safe_dump(tiny_raw, sort_keys=False))
+    capsys.readouterr()
+    assert pipeline_main(["recipes"]) == 2
+    assert capsys.readouterr().err == (
+        "error: dvc.yaml no longer matches params.yaml (new stages: export_student_kd_v2_s2, "
+        "teacher_outputs_student_kd_v2_s2, train_student_kd_v2_s2; stages rewired: tables); run "
+        "`python -m kdlib.pipeline dvc`, then `dvc repro` again\n")
+    assert not Path("results/tiny/recipes/train_student_kd_v2_s2.json").exists()
+    assert pipeline_main(["dvc"]) == 0 and pipeline_main(["recipes"]) == 0

@@ -13,6 +13,7 @@ import yaml
 
 from kdlib.config import load_params
 from kdlib.distill.distiller import Distiller
+from kdlib.distill.teacher_outputs import stream_name, write
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
 from kdlib.reparam.deploy import fuse_run
@@ -184,6 +185,7 @@ def test_full_recipe_trains(prepared, tmp_path, monkeypatch):
     params = load_params("params.yaml")
     train("teacher", params, CPU)
     fuse_run("teacher", params, CPU)
+    write(params, stream_name(params, "student_kd"), CPU)  # the teacher's outputs under the recipe and bf16
     metrics = train("student_kd", params, CPU)
     history = pd.read_csv(ws / "results/tiny/runs/student_kd/history.csv")
     assert history["lr"].tolist()[0] < 0.002 and len(history) == 3  # warming up in epoch 1

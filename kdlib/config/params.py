@@ -9,7 +9,7 @@ from pydantic import Field, PrivateAttr
 
 from kdlib.config.dense import EdgeExperiment, SRExperiment
 from kdlib.config.provenance import Source
-from kdlib.config.schema import DatasetSpec, Export, Report, Run, Strict
+from kdlib.config.schema import DatasetSpec, Export, Report, Run, Strict, TeacherOutputs
 from kdlib.paths import Layout
 
 DEFAULT_PARAMS = "params.yaml"  # the params file stage commands leave unnamed
@@ -27,6 +27,7 @@ class Params(Strict):
     chains: dict[str, Annotated[list[str], Field(min_length=2)]] = {}
     report: Report = Report()
     export: Export = Export()
+    teacher_outputs: TeacherOutputs = TeacherOutputs()  # how cached teacher logits are stored (runs' teacher_cache)
     dense: dict[str, Annotated[SRExperiment | EdgeExperiment, Field(discriminator="task")]] = {}
     _written: dict[str, Run] = PrivateAttr(default_factory=dict)
     _replicas: dict[str, dict[int, str]] = PrivateAttr(default_factory=dict)

@@ -206,6 +206,10 @@ class Run(Strict):
     evaluation: Evaluation = Evaluation()
     teacher: str | None = None  # a run to distil from (in its inference form: an ACB teacher fused)
     distill: Distill | None = None  # how (with a teacher; default: logit KD)
+    # Replay the teacher's logits from a stage that ran the teacher once over this run's training stream (shared by
+    # every run with the same stream and teacher: a temperature or alpha sweep trains at the student's cost), or run
+    # the teacher live. null: cached where the method reads only the teacher's logits (logits, logits_mse, dkd).
+    teacher_cache: bool | None = None
 
     @field_validator("model")
     @classmethod
@@ -287,6 +291,22 @@ class Run(Strict):
             raise ValueError(f"schedule.min_lr ({self.schedule.min_lr}) is above optimizer.lr ({self.optimizer.lr})")
         return self
 
+    def caches_teacher(self) -> bool:
+        """Whether this run replays its teacher's logits (kdlib.distill.teacher_outputs)."""
+        return self.teacher is not None and self.teacher_cache is not False and \
+            METHODS[self.distill.method]["teacher_logits_only"]
+
+    @model_validator(mode="after")
+    def _cache_applies(self):
+        if self.teacher_cache and self.teacher is None:
+            raise ValueError("'teacher_cache: true' needs a 'teacher' whose outputs it caches")
+        method = self.distill.method if self.distill is not None else Distill().method
+        if self.teacher_cache and not METHODS[method]["teacher_logits_only"]:
+            only = ", ".join(m for m, row in METHODS.items() if row["teacher_logits_only"])
+            raise ValueError(f"teacher_cache: distill.method '{method}' reads more of the teacher than its "
+                             f"logits (cached for: {only}); remove 'teacher_cache'")
+        return self
+
     @model_validator(mode="after")
     def _distill_needs_teacher(self):
         if self.distill is not None and self.teacher is None:
@@ -322,6 +342,18 @@ class Report(Strict):
     seed001: Seed001Report | None = None  # null: no seed 001 tables
     seed002: Seed002Report | None = None  # null: no seed 002 chain tables
     seed003: Seed003Report | None = None  # null: no seed 003 tables
+
+
+class TeacherOutputs(Strict):
+    """How the teacher-output cache stores a teacher's logits (runs' `teacher_cache`; kdlib.distill.teacher_outputs)."""
+    # float32: a cached run equals its live-teacher run bit for bit (same device and threads); float16 halves the
+    # files, and its rounding, amplified by training, moves the tiny profile's first-epoch loss by about 0.3 %
+    precision: Literal["float16", "float32"] = "float32"
+    # Keep each image's k largest logits and the rest's total probability, spread evenly over them (null: every
+    # logit). Exact at temperature 1 for the k classes, approximate at others.
+    top_k: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # A cache's size limit (images x epochs x classes x bytes), checked before its stage runs the teacher
+    max_mb: Annotated[float, Field(gt=0, le=10_000_000)] = 4096.0
 
 
 class Export(Strict):

@@ -107,7 +107,7 @@ def train_loader(files: DatasetFiles, augment: Augment, batch_size: int, seed: i
     """Rank `rank`'s share of one epoch: the training images in the order `seed` shuffles them, dealt out over
     `replicas` processes, so that the ranks' batches of `batch_size` together make exactly the batches of size
     batch_size x replicas that one process would draw. (The last batch may repeat a few images so that every
-    rank gets as many.) Augmentation draws from the global RNG, which each rank seeds itself."""
+    rank gets as many.) Augmentation draws from the global RNG: kdlib.data.stream gives it the stream's own."""
     images = AugmentedSet(files.train, files.meta, augment)
     order = DistributedSampler(images, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
     # The generator seeds the workers' augmentation, when there are workers.

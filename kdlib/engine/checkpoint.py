@@ -83,6 +83,12 @@ def trained_model(params: Params, name: str, num_classes: int) -> nn.Module:
                           f"rerun `{params.command('stages/train.py', name)}`")
 
 
+def teacher_checkpoint(params: Params, name: str) -> Path:
+    """A student learns from its teacher's inference form: the fused model when the teacher is an ACB run."""
+    teacher = params.runs[name].teacher
+    return params.layout.inference_checkpoint(teacher, params.runs[teacher].block_type)
+
+
 def inference_model(params: Params, name: str, num_classes: int) -> nn.Module:
     """Run `name`'s inference form (what evaluation, export and its students use): the fused deploy.pt of an ACB
     run, else its model.pt, checked by load_run_model."""

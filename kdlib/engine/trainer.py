@@ -16,19 +16,19 @@ import torch
 from tqdm import tqdm
 
 from kdlib.config import Params, ancestors
-from kdlib.data.mixing import batch_mixer
-from kdlib.data.prepared import class_fraction, load_prepared, test_loader, train_loader
+from kdlib.data.prepared import test_loader
+from kdlib.data.stream import TrainingStream, run_files
+from kdlib.distill import teacher_outputs
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.stage_plan import stage_epochs
 from kdlib.engine import distributed
 from kdlib.atomic import atomic_torch_save, atomic_write_text
 from kdlib.checkpoint_io import read_checkpoint
-from kdlib.engine.checkpoint import inference_model, save_model
+from kdlib.engine.checkpoint import inference_model, save_model, teacher_checkpoint
 from kdlib.engine.evaluate import evaluate
 from kdlib.counting import count_parameters
 from kdlib.engine.optim import build_optimizer, build_scheduler
 from kdlib.engine.precision import autocast, grad_scaler
-from kdlib.seeding import epoch_seed
 from kdlib.errors import KDError
 from kdlib.models.build import build_model
 
@@ -43,13 +43,15 @@ def fingerprint(params: Params, name: str, stage: int | None = None) -> str:
     a last.pt or stage checkpoint with another hash is stale.
 
     Covers the run's config (for a stage, what that stage depends on), its teachers' configs, the dataset
-    spec, and the bytes of the prepared data, of the teacher checkpoint and of the previous stage's
-    checkpoint (which change when the code that makes them changes).
+    spec, and the bytes of the prepared data, of the teacher checkpoint (or of the record of the teacher outputs it
+    replays) and of the previous stage's checkpoint (which change when the code that makes them changes).
     """
     run = params.runs[name]
     chain = [run.recipe(stage), *(params.runs[n].recipe() for n in ancestors(params, name))]
     files = [params.layout.dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
-    if run.teacher:
+    if run.caches_teacher():  # its record holds the teacher checkpoint's hash
+        files.append(params.layout.teacher_outputs_dir(teacher_outputs.stream_name(params, name)) / "stream.json")
+    elif run.teacher:
         files.append(teacher_checkpoint(params, name))
     previous = len(stage_epochs(run)) - 1 if stage is None else stage
     if previous:
@@ -64,15 +66,13 @@ def stage_checkpoint(params: Params, name: str, stage: int):
     return params.layout.run_dir(name) / f"stage{stage}.pt"
 
 
-def teacher_checkpoint(params: Params, name: str):
-    """A student learns from its teacher's inference form: the fused model when the teacher is an ACB run."""
-    teacher = params.runs[name].teacher
-    return params.layout.inference_checkpoint(teacher, params.runs[teacher].block_type)
-
-
 def rank_batch(params: Params, name: str, ranks: int) -> int:
-    """Each of `ranks` processes' share of the run's batch (the global batch: the lr needs no scaling)."""
+    """Each of `ranks` processes' share of the run's batch (the global batch: the lr needs no scaling). A run that
+    replays its teacher's logits trains on one process: they are those of one process's stream."""
     batch = params.runs[name].batch_size
+    if ranks > 1 and params.runs[name].caches_teacher():
+        raise KDError(f"runs.{name}: replays its teacher's logits, computed over one process's training stream; "
+                      f"to train it on {ranks} processes set runs.{name}.teacher_cache: false")
     if batch % ranks:
         raise KDError(f"runs.{name}.batch_size: {batch} images per step cannot be shared equally by {ranks} "
                       f"training processes; use a multiple of {ranks}")
@@ -117,11 +117,8 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
     previous = _previous_stage(params, name, stage) if stage > 0 else None  # checked before any work
     out = params.layout.run_dir(name)
     out.mkdir(parents=True, exist_ok=True)
-    files = load_prepared(params.layout.dataset_dir(run.dataset))
-    if run.train_fraction < 1:
-        files.train = class_fraction(files.train, run.train_fraction, run.seed)
-    if run.evaluation.test_fraction < 1:  # one subset for every run, so that their histories compare
-        files.test = class_fraction(files.test, run.evaluation.test_fraction, 0)
+    files = run_files(params, name)
+    stream = TrainingStream(files, run, share, device, rank, ranks)
     torch.manual_seed(run.seed)
     try:
         model = build_model(run.model, files.num_classes, run.width, run.block_type, pretrained=run.pretrained)
@@ -135,7 +132,9 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
                       "use a larger image_size or another model") from None
     model = model.to(device)
     teacher = None
-    if run.teacher:
+    if run.caches_teacher():
+        teacher = teacher_outputs.replayed_teacher(params, name, files.num_classes, stream.images)
+    elif run.teacher:
         teacher = inference_model(params, run.teacher, files.num_classes).to(device)
     try:
         distiller = Distiller(model, teacher, run.distill, run.epochs, tuple(files.train.images.shape[1:]),
@@ -164,22 +163,20 @@ def train(name: str, params: Params, device: torch.device, stage: int | None = N
                           "delete it and rerun the stage that writes it") from None
         history = state["history"]
         log.info("%s: continuing after epoch %d from %s", name, len(history), source)
-    step = TrainStep(name, distiller, distributed.data_parallel(distiller, device, distiller.projector is not None), optimizer, scheduler, scaler,
-                     run, device, files.num_classes, stage_checkpoint(params, name, stage - 1) if stage else None)
+    step = TrainStep(name, distiller, distributed.data_parallel(distiller, device, distiller.projector is not None),
+                     optimizer, scheduler, scaler, run, device,
+                     stage_checkpoint(params, name, stage - 1) if stage else None)
 
     model = distiller.student  # in training form: with blockwise projectors, if any
     evaluation = test_loader(files, run.batch_size, rank, ranks)
     end = sum(plan[:stage + 1])
     for epoch in tqdm(range(len(history), end), initial=len(history), total=end,
                       desc=f"{name} epochs", disable=None if main else True, leave=False):
-        seed = epoch_seed(run.seed, epoch)
-        # Every rank augments its images with its own stream (rank 0's is the one-process run's); the shuffled
-        # order they share comes from the sampler, seeded alike on all ranks.
-        torch.manual_seed(seed + (rank << 32))
-        loader = train_loader(files, run.augment, share, seed, rank, ranks)
+        if isinstance(teacher, teacher_outputs.ReplayedTeacher):
+            teacher.start(epoch)
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        stats = step.epoch(loader, epoch, last)
+        stats = step.epoch(stream.epoch(epoch), epoch, last)
         trained = time.perf_counter()
         tested = (epoch + 1) % run.evaluation.every == 0 or epoch + 1 == end
         test = _evaluate_shared(model, evaluation, device) if tested else {"loss": math.nan, "acc": math.nan}
@@ -238,26 +235,22 @@ def _write_history(out, history: list[dict]) -> None:
 
 
 class TrainStep:
-    """One epoch of optimisation: batch mixing, mixed precision, the NaN guard, per-term loss sums."""
+    """One epoch of optimisation: mixed precision, the NaN guard, per-term loss sums."""
 
-    def __init__(self, name: str, distiller, forward, optimizer, scheduler, scaler, run, device, num_classes: int,
-                 stage_start=None):
+    def __init__(self, name: str, distiller, forward, optimizer, scheduler, scaler, run, device, stage_start=None):
         """`forward`: the distiller itself, or its data-parallel wrapper; `stage_start`: the checkpoint this
         StableKD stage continues from, if any."""
         self.name, self.run, self.device, self.stage_start = name, run, device, stage_start
         self.distiller, self.forward = distiller, forward
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
-        self.mixer = batch_mixer(run.mix, num_classes) if run.mix is not None else None
 
-    def epoch(self, loader, epoch: int, last) -> dict:
+    def epoch(self, batches, epoch: int, last) -> dict:
+        """One pass over `batches`: (images, labels) on the device, mixed where the run mixes."""
         distiller, device = self.distiller, self.device
         distiller.train()
         sums, correct, seen = {}, 0, 0
-        for batch, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", disable=None if distributed.is_main()
+        for batch, (x, y) in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=None if distributed.is_main()
                                             else True, leave=False)):
-            x, y = x.to(device), y.to(device)
-            if self.mixer is not None:
-                x, y = self.mixer(x, y)  # y becomes class distributions
             with autocast(self.run.amp, device, self.name):
                 logits, losses = self.forward(x, y, epoch)
             loss = sum(losses.values())
