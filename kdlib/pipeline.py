@@ -321,8 +321,10 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
     dense += [str(at.dense_run_dir(name, role) / f) for name in params.dense for role in DENSE_ROLES
               for f in ("metrics.json", "history.csv", "predictions.pt")
               + (("export.json",) if role in DENSE_STUDENTS else ())]
+    # Seed 003's time table charges a run that replays teacher logits its teacher's seconds, from the cache's record.
+    records = [str(at.teacher_outputs_dir(stream) / "stream.json") for stream in streams(params)]
     out.append(Stage("tables", "stages/tables.py", None,
-                     deps_list(["stages/tables.py"], data, results, dense,
+                     deps_list(["stages/tables.py"], data, results, records, dense,
                                sorted(set(code_deps("stages/tables.py")
                                           + module_deps(*(study.module for study in applicable(params)))))),
                      reports=report_outputs(params), tables=tables,

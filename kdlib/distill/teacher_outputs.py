@@ -12,7 +12,8 @@ Files, in data/<profile>/teacher_outputs/<the first run, alphabetically, that re
                teacher_outputs.top_k = k: (epochs, images, 2k + 1) float32, each row the k largest logits, their
                classes, and the log of the other classes' total exp (spread evenly over them when read)
   batches.npy  (epochs, batches) float64: each batch's sum of pixels, which the replay checks batch by batch
-  stream.json  what the stream and the teacher are, and the fingerprint of everything the logits depend on
+  stream.json  what the stream and the teacher are, the fingerprint of everything the logits depend on, and the
+               seconds the teacher's forward passes took
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import hashlib
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,21 +114,26 @@ def _unpack(rows: np.ndarray, classes: int) -> torch.Tensor:
 
 
 def store(folder: Path, teacher, epochs, shape: tuple[int, int, int], dtype: np.dtype, top_k: int | None,
-          batches: int) -> None:
+          batches: int) -> float:
     """Run `teacher` (images -> logits) over `epochs` (each an iterable of (images, labels) batches) and write
-    logits.npy and batches.npy, streaming: the logits never sit in memory whole."""
-    sums = np.zeros((shape[0], batches))
+    logits.npy and batches.npy, streaming: the logits never sit in memory whole. Returns the seconds the teacher's
+    forward passes took (what a live-teacher run spends on them)."""
+    sums, seconds = np.zeros((shape[0], batches)), [0.0]
 
     def logits(f) -> None:
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
                                                  "fortran_order": False, "shape": shape})
         for e, epoch in enumerate(epochs):
             for b, (x, _) in enumerate(epoch):
-                f.write(_pack(teacher(x), top_k, dtype).tobytes())
+                started = time.perf_counter()
+                out = teacher(x)
+                seconds[0] += time.perf_counter() - started
+                f.write(_pack(out, top_k, dtype).tobytes())
                 sums[e, b] = x.double().sum().item()
 
     atomic_write_stream(folder / "logits.npy", logits)
     atomic_write_stream(folder / "batches.npy", lambda f: np.save(f, sums))
+    return seconds[0]
 
 
 def write(params: Params, stream: str, device: torch.device) -> dict:
@@ -160,10 +167,11 @@ def write(params: Params, stream: str, device: torch.device) -> dict:
         with torch.no_grad(), autocast(run.amp, device, name):
             return teacher(x)
 
-    store(folder, forward, (batches.epoch(e) for e in range(run.epochs)), shape, dtype, params.teacher_outputs.top_k,
-          len(batches))
+    seconds = store(folder, forward, (batches.epoch(e) for e in range(run.epochs)), shape, dtype,
+                    params.teacher_outputs.top_k, len(batches))
     record = {"format": FORMAT, "fingerprint": fingerprint(params, name), "runs": names,
               "shape": list(shape), "dtype": dtype.name, "classes": files.num_classes, "mb": round(size / MB, 3),
+              "teacher_seconds": round(seconds, 3),
               **stream_recipe(params, name)}
     atomic_write_text(folder / "stream.json", json.dumps(record, indent=1))  # last: it vouches for the other two
     return record
@@ -194,6 +202,13 @@ class ReplayedTeacher(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
         return self(x), []
+
+
+def teacher_seconds_per_epoch(params: Params, name: str) -> float:
+    """What a live teacher would add to each of run `name`'s epochs: its cache's forward passes, per epoch."""
+    folder = params.layout.teacher_outputs_dir(stream_name(params, name))
+    record = json.loads((folder / "stream.json").read_text())
+    return record["teacher_seconds"] / record["shape"][0]
 
 
 def replayed_teacher(params: Params, name: str, classes: int, images: int) -> ReplayedTeacher:

@@ -38,9 +38,13 @@ class Results:
         """Seed -> the trained run, for a written run."""
         return self.params.replicas[name]
 
+    def first_name(self, name: str) -> str:
+        """The run a written run trained for its first seed."""
+        return next(iter(self.members(name).values()))
+
     def first(self, name: str) -> dict:
         """The outputs of a written run's first seed (curves, latencies: one seed shows the shape)."""
-        return self.by_run[next(iter(self.members(name).values()))]
+        return self.by_run[self.first_name(name)]
 
     def values(self, name: str, pick: Callable[[dict], float]) -> Values:
         shared = self.params.written[name].seeds is None
