@@ -44,6 +44,10 @@ class Layout:
         """A teacher's logits over one training stream (kdlib.distill.teacher_outputs)."""
         return self.data / "teacher_outputs" / stream
 
+    def teacher_outputs_files(self, stream: str) -> list[Path]:
+        """The logits, each batch's pixel sum, and the record that vouches for them."""
+        return [self.teacher_outputs_dir(stream) / f for f in ("logits.npy", "batches.npy", "stream.json")]
+
     def dense_data_dir(self, name: str) -> Path:
         """A dense experiment's prepared data (seed 002, Task 2)."""
         return self.data / "dense" / name

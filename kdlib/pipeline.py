@@ -29,10 +29,10 @@ import yaml
 from pydantic import BaseModel
 
 from kdlib.atomic import atomic_write_text
-from kdlib.config import DENSE_ROLES, DENSE_STUDENTS, Params, Run, ancestors, load_params
+from kdlib.config import (DENSE_ROLES, DENSE_STUDENTS, STREAM_KEYS, Params, Run, ancestors, load_params, stream_name,
+                          stream_recipe, streams)
 from kdlib.config.params import DEFAULT_PARAMS, is_default, stage_command
 from kdlib.distill.methods import METHODS
-from kdlib.distill.teacher_outputs import STREAM_KEYS, cache_files, stream_name, stream_recipe, streams
 from kdlib.dense.registry import role_entries, role_modules
 from kdlib.errors import KDError
 from kdlib.models.registry import model_module
@@ -271,7 +271,7 @@ def stages(params_file: str = DEFAULT_PARAMS, params: Params | None = None) -> l
         # Students learn from the teacher's inference form: an ACB teacher's fused deploy.pt.
         teacher, teacher_code, method_code = [], [], []
         if run.caches_teacher():  # the teacher's logits over its stream, not the teacher
-            teacher = [str(f) for f in cache_files(params, stream_name(params, name))]
+            teacher = [str(f) for f in at.teacher_outputs_files(stream_name(params, name))]
             method_code = module_deps(METHODS[run.distill.method]["module"])
         elif run.teacher:
             teacher = [str(at.inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))]
@@ -349,7 +349,7 @@ def _teacher_output_stages(params: Params, raw: dict) -> list[Stage]:
                                    [str(at.inference_checkpoint(run.teacher, params.runs[run.teacher].block_type))],
                                    sorted(set(code_deps("stages/teacher_outputs.py")
                                               + module_deps(model_module(params.runs[run.teacher].model))))),
-                         outs=[str(f) for f in cache_files(params, stream)], tables=tables,
+                         outs=[str(f) for f in at.teacher_outputs_files(stream)], tables=tables,
                          values=_values(stream_recipe(params, readers[0]), tables), gpu=True, all_cores=True))
     return out
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import yaml
 
-from kdlib.config import Distill, load_params, validate
+from kdlib.config import Distill, load_params, streams, validate
 from kdlib.data.prepared import save_prepared
 from kdlib.data.sources import build
 from kdlib.distill.distiller import Distiller
 from kdlib.distill.method import AlphaWeighted, Method, method_class
 from kdlib.distill.methods import METHODS
-from kdlib.distill.teacher_outputs import streams, write
+from kdlib.distill.teacher_outputs import write
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
 

@@ -188,6 +188,8 @@ def test_the_stage_list_stops_quietly_when_its_reader_does():
 def test_dvcs_recipes_stage_stops_when_an_edit_adds_stages_its_pipeline_lacks(tmp_path, monkeypatch, tiny_raw, capsys):
     """DVC runs the stages its file lists: a new seed (or run, or shared cache) needs the file written again."""
     monkeypatch.chdir(tmp_path)
+    for code in ("stages", "kdlib"):  # read for each stage's code dependencies
+        Path(code).symlink_to(REPO / code)
     Path("params.yaml").write_text(yaml.safe_dump(tiny_raw, sort_keys=False))
     assert pipeline_main(["dvc"]) == 0 and pipeline_main(["recipes"]) == 0
     tiny_raw["runs"]["student_kd_v2"]["seeds"] = [0, 1, 2]

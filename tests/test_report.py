@@ -5,8 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from kdlib.config import DENSE_STUDENTS, load_params
-from kdlib.distill.teacher_outputs import streams
+from kdlib.config import DENSE_STUDENTS, load_params, streams
 from kdlib.errors import KDError
 from kdlib.report import efficiency, seed001, seed002, seed003
 from kdlib.report.results import Results, cell, combine

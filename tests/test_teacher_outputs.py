@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from kdlib.config import load_params, validate
-from kdlib.distill.teacher_outputs import streams, write
+from kdlib.config import load_params, streams, validate
+from kdlib.distill.teacher_outputs import write
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
 from kdlib.pipeline import dvc_yaml, stages

@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from kdlib.config import load_params
+from kdlib.config import load_params, stream_name
 from kdlib.distill.distiller import Distiller
-from kdlib.distill.teacher_outputs import stream_name, write
+from kdlib.distill.teacher_outputs import write
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
 from kdlib.reparam.deploy import fuse_run

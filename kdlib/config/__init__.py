@@ -20,13 +20,14 @@ from kdlib.config.lineage import ancestors, scratch_baseline
 from kdlib.config.load import RUN_NAME, load_params, validate
 from kdlib.config.params import Params
 from kdlib.config.provenance import Source, sets
+from kdlib.config.streams import STREAM_KEYS, stream_name, stream_recipe, streams
 from kdlib.config.schema import (Augment, ColorJitter, DatasetSpec, Distill, Export, Mix, Optimizer, RandomErasing,
                                  Report, Run, Schedule, Seed001Report, Seed002Report, Seed003Report, Strict,
                                  TeacherOutputs)
 
-__all__ = ["DENSE_ROLES", "DENSE_STUDENTS", "ROLE_FIELDS", "RUN_NAME", "TASKS", "Augment", "ColorJitter", "DatasetSpec",
+__all__ = ["DENSE_ROLES", "DENSE_STUDENTS", "ROLE_FIELDS", "RUN_NAME", "STREAM_KEYS", "TASKS", "Augment", "ColorJitter", "DatasetSpec",
            "DenseExperiment", "DenseTraining", "Distill", "EdgeData", "EdgeDistill", "EdgeExperiment", "Export", "Mix",
            "Optimizer", "Params", "RandomErasing", "Report", "Run", "SRData", "SRDistill", "SRExperiment", "SRNet",
            "Schedule", "Seed001Report", "Seed002Report", "Seed003Report", "Source", "Strict", "TeacherOutputs", "UNet",
-           "ancestors",
-           "load_params", "scratch_baseline", "sets", "validate"]
+           "ancestors", "load_params", "scratch_baseline", "sets", "stream_name", "stream_recipe", "streams",
+           "validate"]

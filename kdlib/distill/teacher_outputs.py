@@ -1,7 +1,7 @@
 """The teacher-output cache: a teacher's logits on exactly the batches of a training stream, computed once.
 
-Every run with the same training stream (kdlib.data.stream: dataset, train_fraction, seed, batch size, epochs,
-augmentation, mixing, precision) and the same teacher sees the same images in the same batches. A stage of its
+Every run with the same training stream (kdlib.data.stream; kdlib.config.streams says which runs share one) and
+the same teacher sees the same images in the same batches. A stage of its
 own (stages/teacher_outputs.py) runs the teacher over that stream once; each student whose method reads nothing
 of the teacher but its logits (the rows of kdlib.distill.methods with teacher_logits_only) and whose
 `teacher_cache` allows it replays them instead of running the teacher, so that a temperature or alpha sweep
@@ -29,49 +29,14 @@ import torch
 from torch import nn
 
 from kdlib.atomic import atomic_write_stream, atomic_write_text
-from kdlib.config import Params, ancestors
+from kdlib.config import Params, stream_name, stream_recipe, streams
 from kdlib.data.stream import TrainingStream, run_files
 from kdlib.engine.checkpoint import inference_model, teacher_checkpoint
 from kdlib.engine.precision import autocast
 from kdlib.errors import KDError
 
 FORMAT = "kdlib-teacher-outputs-1"
-FILES = ("logits.npy", "batches.npy", "stream.json")
-STREAM_KEYS = ("dataset", "train_fraction", "seed", "batch_size", "epochs", "augment", "mix", "amp")
 MB = 10 ** 6
-
-
-def stream_recipe(params: Params, name: str) -> dict:
-    """What run `name`'s cached logits depend on: its dataset, its stream's settings, its teacher and the teacher's
-    ancestors, and how the logits are stored."""
-    run = params.runs[name]
-    recipe = run.recipe()
-    return {"dataset": params.datasets[run.dataset].model_dump(mode="json"),
-            "stream": {k: recipe[k] for k in STREAM_KEYS}, "teacher": run.teacher,
-            "teachers": {n: params.runs[n].recipe() for n in ancestors(params, name)},
-            "storage": params.teacher_outputs.model_dump(mode="json")}
-
-
-def streams(params: Params) -> dict[str, list[str]]:
-    """Cache name -> the runs that replay it (those with one stream recipe), for every run that replays its teacher's
-    logits. A cache is named after the first of its runs in alphabetical order: an edit that changes a stream's
-    recipe but not who shares it (or the order of the runs) keeps every stage's name, so the DVC pipeline stays as
-    it was (the recipe, not the name, says what to re-run)."""
-    groups: dict[str, list[str]] = {}
-    for name, run in params.runs.items():
-        if run.caches_teacher():
-            key = json.dumps(stream_recipe(params, name), sort_keys=True)
-            groups.setdefault(key, []).append(name)
-    return {min(readers): readers for readers in groups.values()}
-
-
-def stream_name(params: Params, name: str) -> str:
-    """The cache run `name` reads."""
-    return next(stream for stream, readers in streams(params).items() if name in readers)
-
-
-def cache_files(params: Params, stream: str) -> list[Path]:
-    return [params.layout.teacher_outputs_dir(stream) / f for f in FILES]
 
 
 def fingerprint(params: Params, name: str) -> str:
@@ -216,7 +181,7 @@ def replayed_teacher(params: Params, name: str, classes: int, images: int) -> Re
     stream = stream_name(params, name)
     folder = params.layout.teacher_outputs_dir(stream)
     rerun = f"rerun `{params.command('stages/teacher_outputs.py', stream)}` (or the DAG) first"
-    missing = [f for f in FILES if not (folder / f).is_file()]
+    missing = [f.name for f in params.layout.teacher_outputs_files(stream) if not f.is_file()]
     if missing:
         raise KDError(f"{folder}: teacher outputs not found ({', '.join(missing)}); {rerun}")
     try:

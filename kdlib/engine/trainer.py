@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from kdlib.config import Params, ancestors
+from kdlib.config import Params, ancestors, stream_name
 from kdlib.data.prepared import test_loader
 from kdlib.data.stream import TrainingStream, run_files
 from kdlib.distill import teacher_outputs
@@ -50,7 +50,7 @@ def fingerprint(params: Params, name: str, stage: int | None = None) -> str:
     chain = [run.recipe(stage), *(params.runs[n].recipe() for n in ancestors(params, name))]
     files = [params.layout.dataset_dir(run.dataset) / f for f in ("train.pt", "test.pt")]
     if run.caches_teacher():  # its record holds the teacher checkpoint's hash
-        files.append(params.layout.teacher_outputs_dir(teacher_outputs.stream_name(params, name)) / "stream.json")
+        files.append(params.layout.teacher_outputs_dir(stream_name(params, name)) / "stream.json")
     elif run.teacher:
         files.append(teacher_checkpoint(params, name))
     previous = len(stage_epochs(run)) - 1 if stage is None else stage
