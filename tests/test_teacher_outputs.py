@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from kdlib.config import load_params, streams, validate
-from kdlib.distill.teacher_outputs import write
+from kdlib.distill.teacher_outputs import pack_logits, unpack_logits, write
 from kdlib.engine.trainer import train
 from kdlib.errors import KDError
 from kdlib.pipeline import dvc_yaml, stages
@@ -215,3 +215,17 @@ def test_both_tools_rerun_the_cache_for_a_storage_edit_and_only_the_student_for_
     finally:
         params.write_text(original)
     assert json.loads((finished / "data/tiny/teacher_outputs/s3_dkd/stream.json").read_text())["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("classes,k", [(7, 3), (10, 3), (10, 1)])
+def test_top_k_rows_keep_the_k_logits_and_the_rest_s_probability(classes, k):
+    """Even where a row's 2k + 1 values are as many as the classes (7 and 3), the replay reads them as top-k."""
+    logits = torch.randn(5, classes, generator=torch.Generator().manual_seed(classes)) * 3
+    back = unpack_logits(pack_logits(logits, k, np.dtype("float32")), classes, k)
+    p, q = logits.softmax(1), back.softmax(1)
+    top = logits.topk(k, dim=1).indices
+    assert torch.allclose(q.gather(1, top), p.gather(1, top), atol=1e-6)  # exact at T = 1 for the k kept
+    rest = torch.ones_like(p).scatter(1, top, 0).bool()
+    assert torch.allclose(q[rest].view(5, -1), (p[rest].view(5, -1).sum(1, keepdim=True) / (classes - k))
+                          .expand(-1, classes - k), atol=1e-6)  # the rest's mass, spread evenly
+    assert torch.equal(unpack_logits(pack_logits(logits, None, np.dtype("float32")), classes, None), logits)

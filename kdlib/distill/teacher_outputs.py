@@ -55,7 +55,7 @@ def _layout(params: Params, classes: int) -> tuple[int, np.dtype]:
     return classes, np.dtype(params.teacher_outputs.precision)
 
 
-def _pack(logits: torch.Tensor, k: int | None, dtype: np.dtype) -> np.ndarray:
+def pack_logits(logits: torch.Tensor, k: int | None, dtype: np.dtype) -> np.ndarray:
     logits = logits.float()
     if k is None or k >= logits.shape[1]:
         limit = np.finfo(dtype).max
@@ -68,11 +68,12 @@ def _pack(logits: torch.Tensor, k: int | None, dtype: np.dtype) -> np.ndarray:
     return torch.cat([values, classes.float(), rest], dim=1).cpu().numpy()
 
 
-def _unpack(rows: np.ndarray, classes: int) -> torch.Tensor:
+def unpack_logits(rows: np.ndarray, classes: int, k: int | None) -> torch.Tensor:
+    """Logits from rows `pack_logits` wrote with the same `k` (the width alone cannot tell: 2k + 1 may equal
+    `classes`)."""
     rows = torch.from_numpy(np.array(rows, dtype=np.float32))
-    if rows.shape[1] == classes:
+    if k is None or k >= classes:
         return rows
-    k = (rows.shape[1] - 1) // 2
     # The other classes share the rest's probability evenly: softmax at temperature 1 is exact for the k kept.
     fill = rows[:, -1:] - math.log(classes - k)
     return fill.expand(-1, classes).clone().scatter_(1, rows[:, k:2 * k].long(), rows[:, :k])
@@ -93,7 +94,7 @@ def store(folder: Path, teacher, epochs, shape: tuple[int, int, int], dtype: np.
                 started = time.perf_counter()
                 out = teacher(x)
                 seconds[0] += time.perf_counter() - started
-                f.write(_pack(out, top_k, dtype).tobytes())
+                f.write(pack_logits(out, top_k, dtype).tobytes())
                 sums[e, b] = x.double().sum().item()
 
     atomic_write_stream(folder / "logits.npy", logits)
@@ -147,9 +148,11 @@ class ReplayedTeacher(nn.Module):
     the teacher's logits on that batch, after checking the batch is the one the teacher saw. `start(epoch)` before
     each epoch's first batch."""
 
-    def __init__(self, folder: Path, logits: np.ndarray, sums: np.ndarray, classes: int, rerun: str):
+    def __init__(self, folder: Path, logits: np.ndarray, sums: np.ndarray, classes: int, top_k: int | None,
+                 rerun: str):
         super().__init__()
         self.folder, self.logits, self.sums, self.classes, self.rerun = folder, logits, sums, classes, rerun
+        self.top_k = top_k
         self.start(0)
 
     def start(self, epoch: int) -> None:
@@ -163,7 +166,7 @@ class ReplayedTeacher(nn.Module):
                           f"saw (the training stream changed since the cache was written); {self.rerun}")
         rows = self.logits[self.epoch, self.row:self.row + n]
         self.batch, self.row = self.batch + 1, self.row + n
-        return _unpack(rows, self.classes).to(x.device)
+        return unpack_logits(rows, self.classes, self.top_k).to(x.device)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
         return self(x), []
@@ -186,7 +189,7 @@ def replayed_teacher(params: Params, name: str, classes: int, images: int) -> Re
         raise KDError(f"{folder}: teacher outputs not found ({', '.join(missing)}); {rerun}")
     try:
         record = json.loads((folder / "stream.json").read_text())
-        teacher = load(folder, classes, rerun)
+        teacher = load(folder, classes, params.teacher_outputs.top_k, rerun)
     except (OSError, ValueError) as e:
         raise KDError(f"{folder}: teacher outputs cannot be read ({type(e).__name__}: {e}); {rerun}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
@@ -201,7 +204,7 @@ def replayed_teacher(params: Params, name: str, classes: int, images: int) -> Re
     return teacher
 
 
-def load(folder: Path, classes: int, rerun: str = "") -> ReplayedTeacher:
+def load(folder: Path, classes: int, top_k: int | None = None, rerun: str = "") -> ReplayedTeacher:
     """The replay of the files in `folder` (logits memory-mapped: an epoch is read as it is trained)."""
     return ReplayedTeacher(folder, np.load(folder / "logits.npy", mmap_mode="r", allow_pickle=False),
-                           np.load(folder / "batches.npy", allow_pickle=False), classes, rerun)
+                           np.load(folder / "batches.npy", allow_pickle=False), classes, top_k, rerun)
